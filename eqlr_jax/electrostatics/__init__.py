@@ -1,0 +1,1 @@
+"""Electrostatics of Gaussian charges (pure JAX; never imports the neural network)."""
