@@ -1,2 +1,30 @@
-"""eqlr_jax: equivariant interatomic potentials with global charge redistribution, in JAX."""
+"""eqlr_jax: equivariant interatomic potentials with global charge redistribution, in JAX.
+
+Quick use::
+
+    import eqlr_jax
+    pot = eqlr_jax.load("model.eqlr")          # or eqlr_jax.Potential.init(eqlr_jax.NequIPConfig(...))
+    atoms.calc = pot.calculator()              # ASE: energy (eV), forces (eV/Å), stress (eV/Å^3)
+
+Units throughout: eV, Å, e, eV/Å, eV/Å^3. jax-md is imported lazily (only by ``eqlr_jax.jax_md``).
+"""
 __version__ = "0.1.0"
+
+from .graph import Capacity, Graph, build_graph  # noqa: E402
+from .io import load, save  # noqa: E402
+from .nn import NequIPConfig  # noqa: E402
+from .potential import Potential  # noqa: E402
+from .structure import Structure  # noqa: E402
+
+
+def __getattr__(name):
+    # ase.calculators is only imported when the calculator is asked for
+    if name == "Calculator":
+        from .calculator import Calculator
+
+        return Calculator
+    raise AttributeError(f"module 'eqlr_jax' has no attribute {name!r}")
+
+
+__all__ = ["Calculator", "Capacity", "Graph", "NequIPConfig", "Potential", "Structure", "build_graph",
+           "load", "save", "__version__"]

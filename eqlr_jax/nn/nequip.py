@@ -1,0 +1,137 @@
+"""NequIP network in Flax + e3nn-jax.
+
+Pipeline: species (+ optional extra per-atom scalars) -> linear embedding -> ``num_layers`` x
+interaction block (linear, tensor-product convolution with spherical harmonics weighted by a
+radial MLP, scatter-sum / sqrt(avg_num_neighbors), linear, species-indexed self-connection,
+gate) -> scalar readout -> per-species scale and shift.
+"""
+from __future__ import annotations
+
+import math
+
+import e3nn_jax as e3nn
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from .config import NequIPConfig
+from .radial import bessel_basis, polynomial_envelope
+
+__all__ = ["NequIP", "hidden_irreps"]
+
+
+def hidden_irreps(cfg: NequIPConfig) -> e3nn.Irreps:
+    """Hidden feature irreps, e.g. ``32x0e+32x0o+32x1o+32x1e`` (l_max 1, parity)."""
+    irs = []
+    for l in range(cfg.l_max + 1):
+        ps = (1, -1) if cfg.parity else ((-1) ** l,)
+        # NequIP order: for each l, the parity of the spherical harmonics first
+        ps = sorted(ps, key=lambda p: p != (-1) ** l)
+        irs += [(cfg.num_features, (l, p)) for p in ps]
+    return e3nn.Irreps(irs)
+
+
+def _gate_input(target: e3nn.Irreps) -> e3nn.Irreps:
+    """Irreps to feed ``e3nn.gate`` so it outputs ``target``: scalars, one 0e gate per gated irrep,
+    then the gated (l > 0) irreps."""
+    scalars = e3nn.Irreps([(m, ir) for m, ir in target if ir.l == 0])
+    gated = e3nn.Irreps([(m, ir) for m, ir in target if ir.l > 0])
+    if gated.num_irreps == 0:
+        return scalars
+    return scalars + e3nn.Irreps(f"{gated.num_irreps}x0e") + gated
+
+
+class Interaction(nn.Module):
+    """One NequIP interaction block. Output irreps: ``target`` (those reachable from the input)."""
+
+    target: e3nn.Irreps
+    n_species: int
+    avg_num_neighbors: float
+    radial_mlp: tuple[int, ...]
+
+    @nn.compact
+    def __call__(self, h, sh, radial, species, senders, receivers, node_inputs=None):
+        n_nodes = h.shape[0]
+        reachable = {ir for _, ir in e3nn.tensor_product(h.irreps, sh.irreps)}
+        target = e3nn.Irreps([(m, ir) for m, ir in self.target if ir in reachable])
+        gate_in = _gate_input(target)
+
+        # self-connection: a tensor product with the node attributes (one-hot species, plus
+        # any extra per-atom scalars such as a charge encoding)
+        sc = e3nn.flax.Linear(gate_in, num_indexed_weights=self.n_species, force_irreps_out=True,
+                              name="self_connection")(species, h)
+        if node_inputs is not None:
+            sc = sc + e3nn.flax.Linear(gate_in, force_irreps_out=True, name="self_connection_inputs")(
+                node_inputs, h)
+
+        x = e3nn.flax.Linear(h.irreps, name="linear_1")(h)
+        msg = e3nn.tensor_product(x[senders], sh, filter_ir_out=gate_in)
+        w = e3nn.flax.MultiLayerPerceptron(self.radial_mlp + (msg.irreps.num_irreps,), act=jax.nn.silu,
+                                           output_activation=False, name="radial_mlp")(radial)
+        msg = msg * w
+        agg = jax.ops.segment_sum(msg.array, receivers, num_segments=n_nodes, indices_are_sorted=True)
+        agg = e3nn.IrrepsArray(msg.irreps, agg / math.sqrt(self.avg_num_neighbors))
+        y = e3nn.flax.Linear(gate_in, force_irreps_out=True, name="linear_2")(agg)
+        return e3nn.gate(y + sc, even_act=jax.nn.silu, odd_act=jnp.tanh, even_gate_act=jax.nn.silu,
+                         odd_gate_act=jnp.tanh)
+
+
+class NequIP(nn.Module):
+    """Per-atom scalar outputs from edge vectors.
+
+    Call signature:
+        edge_vectors: (E, 3) receiver -> sender vectors, Å.
+        species: (N,) int species indices.
+        senders, receivers: (E,) int, edges sorted by receiver.
+        edge_mask: (E,) bool; masked edges contribute exactly nothing (values and gradients).
+        node_inputs: optional (N, n_node_inputs) extra per-atom scalars.
+
+    Returns:
+        (outputs, features): outputs (N, n_outputs), where column 0 is scaled and shifted per
+        species (the per-atom energy in eV for an energy model); features: the last hidden
+        IrrepsArray (N, num_features x 0e).
+    """
+
+    config: NequIPConfig
+
+    @nn.compact
+    def __call__(self, edge_vectors, species, senders, receivers, edge_mask, node_inputs=None):
+        cfg = self.config
+        dtype = edge_vectors.dtype
+        n_species = len(cfg.species)
+        if (node_inputs is None) != (cfg.n_node_inputs == 0):
+            raise ValueError(f"config.n_node_inputs={cfg.n_node_inputs} but node_inputs "
+                             f"{'missing' if node_inputs is None else 'given'}")
+
+        # Padded edges get a safe vector beyond the cutoff: finite norm, zero envelope.
+        safe = jnp.asarray([2.0 * cfg.r_max, 0.0, 0.0], dtype)
+        vec = jnp.where(edge_mask[:, None], edge_vectors, safe)
+        r = jnp.sqrt(jnp.sum(vec**2, axis=-1))
+        env = polynomial_envelope(r, cfg.r_max, cfg.polynomial_p) * edge_mask
+        radial = bessel_basis(r, cfg.num_bessel, cfg.r_max) * env[:, None]
+        sh = e3nn.spherical_harmonics(e3nn.Irreps.spherical_harmonics(cfg.l_max), vec, normalize=True,
+                                      normalization="component")
+        sh = sh * env[:, None]  # masked / out-of-range edges carry exactly zero
+
+        onehot = jax.nn.one_hot(species, n_species, dtype=dtype)
+        attrs = onehot if node_inputs is None else jnp.concatenate([onehot, node_inputs.astype(dtype)], -1)
+        h = e3nn.flax.Linear(f"{cfg.num_features}x0e", name="embedding")(
+            e3nn.IrrepsArray(f"{attrs.shape[-1]}x0e", attrs))
+        extra = None if node_inputs is None else node_inputs.astype(dtype)
+
+        hidden = hidden_irreps(cfg)
+        radial_mlp = (cfg.radial_mlp_width,) * cfg.radial_mlp_depth
+        for layer in range(cfg.num_layers):
+            target = hidden if layer < cfg.num_layers - 1 else e3nn.Irreps(f"{cfg.num_features}x0e")
+            h = Interaction(target, n_species, cfg.avg_num_neighbors, radial_mlp, name=f"layer_{layer}")(
+                h, sh, radial, species, senders, receivers, extra)
+
+        out = e3nn.flax.Linear(f"{max(cfg.num_features // 2, 1)}x0e", name="readout_hidden")(h)
+        out = e3nn.flax.Linear(f"{cfg.n_outputs}x0e", name="readout")(out).array
+        scale0 = jnp.asarray(cfg.species_scale or (1.0,) * n_species, dtype)
+        shift0 = jnp.asarray(cfg.species_shift or (0.0,) * n_species, dtype)
+        scale = self.param("species_scale", lambda _: scale0)
+        shift = self.param("species_shift", lambda _: shift0)
+        first = out[:, 0] * scale[species] + shift[species]
+        out = out.at[:, 0].set(first)
+        return out, h

@@ -1,0 +1,142 @@
+"""The potential: a frozen (config, params) pair with pure, jit-compiled energy/forces/stress.
+
+Units: energy eV, forces eV/Å, stress eV/Å^3 with ASE's sign (positive = tensile,
+``stress = (1/V) dE/d(strain)``), virial eV.
+
+Precision is the caller's choice: pass a graph in float32 or float64 (the latter needs
+``jax.config.update("jax_enable_x64", True)`` set by the caller); parameters are cast to the
+graph's dtype inside the computation. The library never flips ``jax_enable_x64``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .graph import Capacity, Graph, build_graph
+from .nn import NequIP, NequIPConfig
+from .structure import Structure
+
+__all__ = ["Potential", "predict", "trace_count"]
+
+_TRACES = {"predict": 0}
+
+
+def trace_count() -> int:
+    """Number of times :func:`predict` has been traced (compiled) in this process."""
+    return _TRACES["predict"]
+
+
+def _cast_params(params, dtype):
+    return jax.tree_util.tree_map(
+        lambda p: p.astype(dtype) if jnp.issubdtype(p.dtype, jnp.floating) else p, params)
+
+
+def node_energies(config: NequIPConfig, params, graph: Graph, positions=None, cell=None) -> jax.Array:
+    """(N,) per-atom energies in eV (0 on padded nodes). Pure; differentiable in positions/cell."""
+    pos = graph.positions if positions is None else positions
+    params = _cast_params(params, pos.dtype)
+    vec = graph.edge_vectors(pos, cell)
+    out, _ = NequIP(config).apply(params, vec, graph.species, graph.senders, graph.receivers, graph.edge_mask)
+    return jnp.where(graph.node_mask, out[:, 0], 0.0)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "compute_stress"))
+def predict(config: NequIPConfig, params, graph: Graph, compute_stress: bool = True) -> dict[str, jax.Array]:
+    """Energies, forces and (optionally) stress of every structure in a padded graph.
+
+    Returns a dict with
+        ``energy`` (G,) eV, ``node_energies`` (N,) eV, ``forces`` (N, 3) eV/Å, and if
+        ``compute_stress``: ``virial`` (G, 3, 3) eV and ``stress`` (G, 3, 3) eV/Å^3
+        (zero for structures that are not 3-D periodic). Padded entries are zero.
+    """
+    _TRACES["predict"] += 1
+    G = graph.n_graph_capacity
+    dtype = graph.positions.dtype
+    eye = jnp.eye(3, dtype=dtype)
+
+    def total(positions, strain):
+        deform = eye + strain  # (G, 3, 3), acting on row vectors: x' = x (1 + eps)
+        pos = jnp.einsum("na,nab->nb", positions, deform[graph.node_graph])
+        cell = jnp.einsum("gab,gbc->gac", graph.cell, deform)
+        e_node = node_energies(config, params, graph, pos, cell)
+        e_graph = jax.ops.segment_sum(e_node, graph.node_graph, num_segments=G)
+        return jnp.sum(e_graph), (e_graph, e_node)
+
+    strain0 = jnp.zeros((G, 3, 3), dtype)
+    argnums = (0, 1) if compute_stress else 0
+    (_, (e_graph, e_node)), grads = jax.value_and_grad(total, argnums=argnums, has_aux=True)(
+        graph.positions, strain0)
+    dpos = grads[0] if compute_stress else grads
+    out = {"energy": jnp.where(graph.graph_mask, e_graph, 0.0), "node_energies": e_node,
+           "forces": jnp.where(graph.node_mask[:, None], -dpos, 0.0)}
+    if compute_stress:
+        dstrain = 0.5 * (grads[1] + jnp.swapaxes(grads[1], -1, -2))
+        periodic = jnp.all(graph.pbc, axis=-1) & graph.graph_mask
+        vol = jnp.abs(jnp.linalg.det(jnp.where(periodic[:, None, None], graph.cell, eye)))
+        out["virial"] = jnp.where(graph.graph_mask[:, None, None], -dstrain, 0.0)
+        out["stress"] = jnp.where(periodic[:, None, None], dstrain / vol[:, None, None], 0.0)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Potential:
+    """A short-range NequIP potential: configuration plus parameters.
+
+    Build one with :meth:`Potential.init`, load one with :func:`eqlr_jax.load`.
+    """
+
+    config: NequIPConfig
+    params: Any
+
+    @classmethod
+    def init(cls, config: NequIPConfig, seed: int = 0, dtype=jnp.float32) -> "Potential":
+        """Randomly initialised parameters (stored in ``dtype``; computation follows the input)."""
+        vec = jnp.asarray([[1.0, 0.2, -0.3], [-1.0, -0.2, 0.3]], dtype)
+        idx = jnp.asarray([0, 1], jnp.int32)
+        species = jnp.zeros(2, jnp.int32)
+        inputs = None if config.n_node_inputs == 0 else jnp.zeros((2, config.n_node_inputs), dtype)
+        # jit: eager e3nn-jax initialisation is ~10x slower than compiling it
+        init = jax.jit(NequIP(config).init)
+        params = init(jax.random.PRNGKey(seed), vec, species, idx[::-1], idx, jnp.ones(2, bool), inputs)
+        return cls(config, params)
+
+    @property
+    def cutoff(self) -> float:
+        """Neighbour cutoff, Å."""
+        return self.config.r_max
+
+    @property
+    def species(self) -> tuple[int, ...]:
+        """Atomic numbers the model knows."""
+        return self.config.species
+
+    def num_params(self) -> int:
+        return int(sum(np.size(p) for p in jax.tree_util.tree_leaves(self.params)))
+
+    def graph(self, structures: Structure | Sequence[Structure], capacity: Capacity | None = None,
+              dtype=None) -> tuple[Graph, Capacity]:
+        """Padded graph of one or more :class:`Structure` for this model (see ``build_graph``)."""
+        return build_graph(structures, self.cutoff, self.species, capacity=capacity, dtype=dtype)
+
+    def __call__(self, graph: Graph, compute_stress: bool = True) -> dict[str, jax.Array]:
+        """Energy, forces and stress of every structure in ``graph`` (see :func:`predict`)."""
+        return predict(self.config, self.params, graph, compute_stress=compute_stress)
+
+    def energy(self, graph: Graph) -> jax.Array:
+        """(G,) total energies, eV."""
+        return self(graph, compute_stress=False)["energy"]
+
+    def forces(self, graph: Graph) -> jax.Array:
+        """(N, 3) forces, eV/Å."""
+        return self(graph, compute_stress=False)["forces"]
+
+    def calculator(self, **kwargs):
+        """An ASE calculator for this potential (see :class:`eqlr_jax.calculator.Calculator`)."""
+        from .calculator import Calculator
+
+        return Calculator(self, **kwargs)

@@ -1,0 +1,21 @@
+"""Physics tests run in float64 (the caller's choice, made here, never in the library)."""
+import jax
+import numpy as np
+import pytest
+
+jax.config.update("jax_enable_x64", True)
+
+import eqlr_jax  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def small_config():
+    """Tiny but complete model: l_max 1 with both parities, 2 layers, 3 species."""
+    return eqlr_jax.NequIPConfig(species=("Na", "Cl", "K"), r_max=4.0, l_max=1, num_features=4,
+                                 num_layers=2, radial_mlp_width=8, avg_num_neighbors=10.0,
+                                 species_scale=(1.0, 2.0, 0.5), species_shift=(-1.0, -2.0, 0.3))
+
+
+@pytest.fixture(scope="session")
+def pot64(small_config):
+    return eqlr_jax.Potential.init(small_config, seed=1, dtype=np.float64)

@@ -1,0 +1,126 @@
+"""Model files (bit-for-bit round trip, clear errors) and the ASE calculator."""
+import json
+import zipfile
+
+import ase.build
+import jax
+import numpy as np
+import pytest
+from ase.calculators.calculator import PropertyNotImplementedError
+from ase.calculators.fd import calculate_numerical_stress
+from ase.md.verlet import VelocityVerlet
+
+import eqlr_jax
+from eqlr_jax.io import FORMAT_VERSION, ModelFileError
+
+
+def test_save_load_bit_for_bit(tmp_path, pot64):
+    path = tmp_path / "m.eqlr"
+    eqlr_jax.save(path, pot64)
+    back = eqlr_jax.load(path)
+    assert back.config == pot64.config
+    la, ta = jax.tree_util.tree_flatten(pot64.params)
+    lb, tb = jax.tree_util.tree_flatten(back.params)
+    assert ta == tb
+    for a, b in zip(la, lb):
+        assert np.asarray(a).dtype == np.asarray(b).dtype
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    # and again: the file itself is reproducible
+    eqlr_jax.save(tmp_path / "m2.eqlr", back)
+    with zipfile.ZipFile(path) as z1, zipfile.ZipFile(tmp_path / "m2.eqlr") as z2:
+        assert z1.read("params.msgpack") == z2.read("params.msgpack")
+
+
+def test_truncated_file(tmp_path, pot64):
+    path = tmp_path / "m.eqlr"
+    eqlr_jax.save(path, pot64)
+    data = path.read_bytes()
+    for cut in (len(data) // 2, len(data) - 30, 10):
+        bad = tmp_path / f"cut{cut}.eqlr"
+        bad.write_bytes(data[:cut])
+        with pytest.raises(ModelFileError, match="truncated or corrupt"):
+            eqlr_jax.load(bad)
+
+
+def test_newer_format_version(tmp_path, pot64):
+    path = tmp_path / "m.eqlr"
+    eqlr_jax.save(path, pot64)
+    with zipfile.ZipFile(path) as z:
+        meta = json.loads(z.read("meta.json"))
+        blob = z.read("params.msgpack")
+    meta["format_version"] = FORMAT_VERSION + 1
+    newer = tmp_path / "newer.eqlr"
+    with zipfile.ZipFile(newer, "w") as z:
+        z.writestr("meta.json", json.dumps(meta))
+        z.writestr("params.msgpack", blob)
+    with pytest.raises(ModelFileError, match="newer than this eqlr_jax supports"):
+        eqlr_jax.load(newer)
+
+
+def test_missing_and_foreign_files(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        eqlr_jax.load(tmp_path / "nope.eqlr")
+    other = tmp_path / "x.eqlr"
+    other.write_text("hello")
+    with pytest.raises(ModelFileError):
+        eqlr_jax.load(other)
+
+
+def _nacl(rattle_seed=0, repeat=1):
+    a = ase.build.bulk("NaCl", "rocksalt", a=5.5, cubic=True).repeat(repeat)
+    a.rattle(0.05, seed=rattle_seed)
+    return a
+
+
+def test_calculator_agrees_with_potential(pot64):
+    atoms = _nacl()
+    atoms.calc = eqlr_jax.Calculator(pot64, dtype="float64")
+    g, _ = pot64.graph(eqlr_jax.Structure.from_ase(atoms), dtype=np.float64)
+    ref = pot64(g)
+    n = len(atoms)
+    assert atoms.get_potential_energy() == pytest.approx(float(ref["energy"][0]), rel=1e-12)
+    np.testing.assert_allclose(atoms.get_forces(), np.asarray(ref["forces"][:n]), rtol=1e-10, atol=1e-14)
+    s = np.asarray(ref["stress"][0])
+    np.testing.assert_allclose(atoms.get_stress(voigt=False), s, rtol=1e-10, atol=1e-14)
+    assert atoms.get_potential_energies().sum() == pytest.approx(atoms.get_potential_energy(), rel=1e-12)
+    assert atoms.calc.get_property("free_energy") == atoms.get_potential_energy()
+    # ASE's own finite-difference stress agrees with ours (independent oracle, ASE's strain convention)
+    np.testing.assert_allclose(atoms.get_stress(), calculate_numerical_stress(atoms, eps=1e-5),
+                               rtol=1e-6, atol=1e-9)
+
+
+def test_calculator_compiles_once_during_md(pot64):
+    atoms = _nacl(repeat=1)
+    atoms.calc = pot64.calculator(dtype="float64")
+    from eqlr_jax.potential import trace_count
+
+    atoms.get_forces()
+    before = trace_count()
+    VelocityVerlet(atoms, timestep=1.0).run(20)
+    assert atoms.calc.n_compiles == 1
+    assert trace_count() == before
+
+
+def test_calculator_molecule_has_no_stress(pot64):
+    atoms = ase.Atoms("NaCl", positions=[[0, 0, 0], [2.4, 0, 0]])
+    atoms.calc = pot64.calculator(dtype="float64")
+    assert np.isfinite(atoms.get_potential_energy())
+    assert abs(atoms.get_forces().sum(0)).max() < 1e-12
+    with pytest.raises(PropertyNotImplementedError):
+        atoms.get_stress()
+
+
+def test_calculator_float64_needs_x64(pot64):
+    with jax.enable_x64(False):  # the caller's switch, scoped to this block
+        with pytest.raises(ValueError, match="jax_enable_x64"):
+            eqlr_jax.Calculator(pot64, dtype="float64")
+
+
+def test_cli_demo_runs(tmp_path):
+    from eqlr_jax.cli import main
+
+    assert main(["demo", "--model", str(tmp_path / "d.eqlr"), "--repeat", "1", "--features", "4",
+                 "--layers", "1", "--steps", "3"]) == 0
+    assert (tmp_path / "d.eqlr").exists()
+    assert main(["info", str(tmp_path / "d.eqlr")]) == 0
+    assert main(["info", str(tmp_path / "missing.eqlr")]) == 2
