@@ -1,0 +1,209 @@
+#!/usr/bin/env python
+"""Speed race: eqlr_jax against the official PyTorch NequIP, side by side on this machine.
+
+Runs ``benchmarks/bench_sr.py`` (ours) and ``../shared/bench/peer_nequip.py`` (the peer, in its
+own virtual environment made by ``benchmarks/setup_peer.sh``) alternately, one fresh process
+per measurement, on the same structures and hyperparameters (rattled rock-salt NaCl, r_max 5 Å,
+32 features with both parities, 4 layers, float32 unless stated). Both processes are pinned to
+the same first ``threads`` cores (CPU affinity); the peer also gets ``torch.set_num_threads``.
+
+Writes to --out-dir (default benchmarks/results/race):
+  race.jsonl  every raw JSON line (ours and the peer)
+  race.json   paired rows and the ratios of the issue targets
+  race.md     a Markdown table
+  race.png    log-log plot of time against atoms
+
+    python benchmarks/race.py                 # full matrix (about 15 minutes on 2 cores)
+    python benchmarks/race.py --quick         # 1000 atoms, l_max 1, one thread
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+DEFAULT_PEER = os.path.normpath(os.path.join(ROOT, "..", "shared", "bench", "peer_nequip.py"))
+
+# (natoms, lmax, threads, dtype, with_ase)
+FULL = [
+    (512, 1, 1, "float32", True), (1000, 1, 1, "float32", True), (4096, 1, 1, "float32", True),
+    (1000, 1, 2, "float32", True), (1000, 2, 1, "float32", False), (1000, 2, 2, "float32", False),
+    (1000, 1, 1, "float64", False), (64, 1, 1, "float32", False),
+]
+QUICK = [(1000, 1, 1, "float32", True)]
+
+
+def pin(threads):
+    cores = sorted(os.sched_getaffinity(0))[:threads]
+    return lambda: os.sched_setaffinity(0, set(cores))
+
+
+def run_json(cmd, threads, env=None):
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=pin(threads), env=env)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-3000:])
+        raise RuntimeError(f"command failed ({proc.returncode}): {' '.join(cmd)}")
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    row["wall_s"] = round(time.perf_counter() - t0, 1)
+    return row
+
+
+def ours_cmd(n, lmax, threads, dtype, ase, iters, warmup):
+    cmd = [sys.executable, os.path.join(HERE, "bench_sr.py"), "--natoms", str(n), "--lmax", str(lmax),
+           "--threads", str(threads), "--dtype", dtype, "--iters", str(iters), "--warmup", str(warmup)]
+    return cmd + ([] if ase else ["--skip-ase"])
+
+
+def peer_cmd(py, script, n, lmax, threads, dtype, ase, iters, warmup):
+    cmd = [py, script, "--system", "nacl", "--natoms", str(n), "--lmax", str(lmax), "--threads", str(threads),
+           "--dtype", dtype, "--mode", "eager", "--iters", str(iters), "--warmup", str(warmup)]
+    return cmd + ([] if ase else ["--skip-ase"])
+
+
+def pair_rows(raw):
+    out = []
+    keys = sorted({(r["natoms"], r["lmax"], r["threads"], r["dtype"]) for r in raw if r["code"] == "eqlr_jax"})
+    for k in keys:
+        ours = next(r for r in raw if r["code"] == "eqlr_jax" and (r["natoms"], r["lmax"], r["threads"], r["dtype"]) == k)
+        peer = next((r for r in raw if r["code"] == "nequip-torch" and (r["n_atoms"], r["l_max"], r["threads"],
+                                                                          r["dtype"]) == k), None)
+        row = dict(natoms=k[0], lmax=k[1], threads=k[2], dtype=k[3], edges=ours["edges"],
+                   ours_ms=ours["model_ms"], ours_ase_ms=ours.get("ase_ms"), ours_compile_s=ours["compile_s"],
+                   ours_rss_mb=ours["peak_rss_mb"], ours_params=ours["n_params"])
+        if peer:
+            row.update(peer_ms=peer["model_ms"], peer_ase_ms=peer.get("ase_ms"), peer_rss_mb=peer["max_rss_mb"],
+                       peer_params=peer["n_params"], ratio=round(ours["model_ms"] / peer["model_ms"], 3))
+            if row["ours_ase_ms"] and row["peer_ase_ms"]:
+                row["ase_ratio"] = round(row["ours_ase_ms"] / row["peer_ase_ms"], 3)
+        out.append(row)
+    return out
+
+
+def targets(rows):
+    def get(n, l, t, d="float32"):
+        return next((r for r in rows if (r["natoms"], r["lmax"], r["threads"], r["dtype"]) == (n, l, t, d)), None)
+
+    t = {}
+    for l in (1, 2):
+        for th in (1, 2):
+            r = get(1000, l, th)
+            if r and "ratio" in r:
+                t[f"ratio_1000_lmax{l}_{th}thread"] = dict(value=r["ratio"], target="<= 0.5", met=r["ratio"] <= 0.5)
+    a, b = get(512, 1, 1), get(4096, 1, 1)
+    if a and b:
+        g = (b["ours_ms"] / b["natoms"]) / (a["ours_ms"] / a["natoms"])
+        t["per_atom_growth_512_to_4096"] = dict(value=round(g, 3), target="<= 1.1", met=g <= 1.1)
+        if "peer_ms" in a and "peer_ms" in b:
+            t["peer_per_atom_growth_512_to_4096"] = round((b["peer_ms"] / b["natoms"]) / (a["peer_ms"] / a["natoms"]), 3)
+        t["rss_4096_lmax1_mb"] = dict(value=b["ours_rss_mb"], target="<= 1536", met=b["ours_rss_mb"] <= 1536)
+    r = get(1000, 1, 1)
+    if r and "ase_ratio" in r:
+        t["ase_ratio_1000"] = dict(value=r["ase_ratio"], target="<= 0.6", met=r["ase_ratio"] <= 0.6)
+    if r:
+        t["compile_s_1000"] = dict(value=r["ours_compile_s"], target="<= 10", met=r["ours_compile_s"] <= 10)
+    r64 = get(1000, 1, 1, "float64")
+    if r and r64:
+        f = r64["ours_ms"] / r["ours_ms"]
+        t["f64_over_f32"] = dict(value=round(f, 3), target="<= 2", met=f <= 2)
+    return t
+
+
+def markdown(rows, tg):
+    lines = ["| atoms | edges | l_max | dtype | threads | eqlr_jax ms | NequIP-torch ms | ratio | eqlr_jax ASE ms | "
+             "NequIP ASE ms | ASE ratio | RSS MB (ours / peer) |", "|" + "---|" * 12]
+    f = lambda x: "–" if x is None else (f"{x:.1f}" if isinstance(x, float) else str(x))  # noqa: E731
+    for r in rows:
+        lines.append(f"| {r['natoms']} | {r['edges']} | {r['lmax']} | {r['dtype']} | {r['threads']} | {f(r['ours_ms'])} | "
+                     f"{f(r.get('peer_ms'))} | {f(r.get('ratio'))} | {f(r.get('ours_ase_ms'))} | {f(r.get('peer_ase_ms'))} | "
+                     f"{f(r.get('ase_ratio'))} | {f(r['ours_rss_mb'])} / {f(r.get('peer_rss_mb'))} |")
+    lines += ["", "| target | value | goal | met |", "|---|---|---|---|"]
+    for k, v in tg.items():
+        if isinstance(v, dict):
+            lines.append(f"| {k} | {v['value']} | {v['target']} | {'yes' if v['met'] else 'no'} |")
+        else:
+            lines.append(f"| {k} | {v} | (reference) | |")
+    return "\n".join(lines)
+
+
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for l, th in sorted({(r["lmax"], r["threads"]) for r in rows if r["dtype"] == "float32"}):
+        sel = sorted([r for r in rows if (r["lmax"], r["threads"], r["dtype"]) == (l, th, "float32")],
+                     key=lambda r: r["natoms"])
+        if len(sel) < 2:
+            continue
+        n = [r["natoms"] for r in sel]
+        ax.plot(n, [r["ours_ms"] for r in sel], "o-", label=f"eqlr_jax l_max {l}, {th} thr")
+        pk = [(r["natoms"], r["peer_ms"]) for r in sel if "peer_ms" in r]
+        if pk:
+            ax.plot(*zip(*pk), "s--", label=f"NequIP-torch l_max {l}, {th} thr")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("atoms (rattled rock-salt NaCl)")
+    ax.set_ylabel("energy + forces, ms (median)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--peer-script", default=DEFAULT_PEER, help="path of peer_nequip.py")
+    p.add_argument("--peer-python", default=None, help="python of the peer venv (default: make it with setup_peer.sh)")
+    p.add_argument("--out-dir", default=os.path.join(HERE, "results", "race"))
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--no-peer", action="store_true", help="time eqlr_jax only")
+    p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    a = p.parse_args()
+    configs = QUICK if a.quick else FULL
+    py = None
+    if not a.no_peer:
+        if not os.path.exists(a.peer_script):
+            sys.exit(f"peer script not found: {a.peer_script} (pass --peer-script or --no-peer)")
+        py = a.peer_python or subprocess.run(["bash", os.path.join(HERE, "setup_peer.sh")], check=True,
+                                             capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    os.makedirs(a.out_dir, exist_ok=True)
+    raw = []
+    with open(os.path.join(a.out_dir, "race.jsonl"), "w") as fh:
+        for idx, (n, l, th, dt, ase) in enumerate(configs):
+            jobs = [("ours", ours_cmd(n, l, th, dt, ase, a.iters, a.warmup))]
+            if py:
+                # the peer at l_max 2 takes seconds per call: fewer repetitions
+                it, wu = (3, 1) if l == 2 else (a.iters, a.warmup)
+                jobs.append(("peer", peer_cmd(py, a.peer_script, n, l, th, dt, ase, it, wu)))
+            if idx % 2:
+                jobs.reverse()  # alternate who goes first
+            for who, cmd in jobs:
+                print(f"[race] {who}: {n} atoms, l_max {l}, {th} thread(s), {dt}", file=sys.stderr, flush=True)
+                row = run_json(cmd, th)
+                row.setdefault("code", "nequip-torch" if who == "peer" else "eqlr_jax")
+                if who == "peer":
+                    row["code"] = "nequip-torch"
+                    row["threads"] = th
+                raw.append(row)
+                fh.write(json.dumps(row) + "\n")
+                fh.flush()
+    rows = pair_rows(raw)
+    tg = targets(rows)
+    with open(os.path.join(a.out_dir, "race.json"), "w") as fh:
+        json.dump(dict(rows=rows, targets=tg, command=" ".join(sys.argv)), fh, indent=1)
+    md = markdown(rows, tg)
+    with open(os.path.join(a.out_dir, "race.md"), "w") as fh:
+        fh.write(md + "\n")
+    plot(rows, os.path.join(a.out_dir, "race.png"))
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
