@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from .config import NequIPConfig
 from .radial import bessel_basis, polynomial_envelope
+from .tensor_product import _paths, conv_messages
 
 __all__ = ["NequIP", "hidden_irreps"]
 
@@ -65,12 +66,13 @@ class Interaction(nn.Module):
                 node_inputs, h)
 
         x = e3nn.flax.Linear(h.irreps, name="linear_1")(h)
-        msg = e3nn.tensor_product(x[senders], sh, filter_ir_out=gate_in)
-        w = e3nn.flax.MultiLayerPerceptron(self.radial_mlp + (msg.irreps.num_irreps,), act=jax.nn.silu,
+        n_weights = x.irreps.regroup().num_irreps // len(x.irreps.regroup()) * len(
+            _paths(x.irreps.regroup(), sh.irreps.regroup(), gate_in))
+        w = e3nn.flax.MultiLayerPerceptron(self.radial_mlp + (n_weights,), act=jax.nn.silu,
                                            output_activation=False, name="radial_mlp")(radial)
-        msg = msg * w
-        agg = jax.ops.segment_sum(msg.array, receivers, num_segments=n_nodes, indices_are_sorted=True)
-        agg = e3nn.IrrepsArray(msg.irreps, agg / math.sqrt(self.avg_num_neighbors))
+        # = segment_sum(e3nn.tensor_product(x[senders], sh, filter_ir_out=gate_in) * w, receivers)
+        agg = conv_messages(x, sh, w, senders, receivers, n_nodes, gate_in)
+        agg = agg / math.sqrt(self.avg_num_neighbors)
         y = e3nn.flax.Linear(gate_in, force_irreps_out=True, name="linear_2")(agg)
         return e3nn.gate(y + sc, even_act=jax.nn.silu, odd_act=jnp.tanh, even_gate_act=jax.nn.silu,
                          odd_gate_act=jnp.tanh)
