@@ -177,10 +177,10 @@ def main():
     raw = []
     with open(os.path.join(a.out_dir, "race.jsonl"), "w") as fh:
         for idx, (n, l, th, dt, ase) in enumerate(configs):
-            jobs = [("ours", ours_cmd(n, l, th, dt, ase, a.iters, a.warmup))]
+            # l_max 2 takes seconds per call: fewer repetitions for both codes
+            it, wu = (3, 1) if l == 2 else (a.iters, a.warmup)
+            jobs = [("ours", ours_cmd(n, l, th, dt, ase, it, wu))]
             if py:
-                # the peer at l_max 2 takes seconds per call: fewer repetitions
-                it, wu = (3, 1) if l == 2 else (a.iters, a.warmup)
                 jobs.append(("peer", peer_cmd(py, a.peer_script, n, l, th, dt, ase, it, wu)))
             if idx % 2:
                 jobs.reverse()  # alternate who goes first
