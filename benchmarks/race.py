@@ -15,6 +15,12 @@ Writes to --out-dir (default benchmarks/results/race):
 
     python benchmarks/race.py                 # full matrix (about 15 minutes on 2 cores)
     python benchmarks/race.py --quick         # 1000 atoms, l_max 1, one thread
+    python benchmarks/race.py --tuned-malloc --out-dir benchmarks/results/race-tuned
+
+``--tuned-malloc`` runs *both* codes with ``GLIBC_TUNABLES`` = :data:`TUNED_MALLOC`
+(transparent huge pages for malloc, no mmap for large blocks, no trimming): on this VM,
+page faults on freshly allocated buffers cost more than the arithmetic, and both XLA and
+PyTorch allocate large temporaries on every call.
 """
 import argparse
 import json
@@ -34,6 +40,7 @@ FULL = [
     (1000, 1, 1, "float64", False), (64, 1, 1, "float32", False),
 ]
 QUICK = [(1000, 1, 1, "float32", True)]
+TUNED_MALLOC = "glibc.malloc.hugetlb=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=100000000000"
 
 
 def pin(threads):
@@ -165,7 +172,9 @@ def main():
     p.add_argument("--no-peer", action="store_true", help="time eqlr_jax only")
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--tuned-malloc", action="store_true", help="run both codes with GLIBC_TUNABLES=" + TUNED_MALLOC)
     a = p.parse_args()
+    env = dict(os.environ, GLIBC_TUNABLES=TUNED_MALLOC) if a.tuned_malloc else None
     configs = QUICK if a.quick else FULL
     py = None
     if not a.no_peer:
@@ -186,7 +195,7 @@ def main():
                 jobs.reverse()  # alternate who goes first
             for who, cmd in jobs:
                 print(f"[race] {who}: {n} atoms, l_max {l}, {th} thread(s), {dt}", file=sys.stderr, flush=True)
-                row = run_json(cmd, th)
+                row = run_json(cmd, th, env)
                 row.setdefault("code", "nequip-torch" if who == "peer" else "eqlr_jax")
                 if who == "peer":
                     row["code"] = "nequip-torch"
@@ -197,7 +206,8 @@ def main():
     rows = pair_rows(raw)
     tg = targets(rows)
     with open(os.path.join(a.out_dir, "race.json"), "w") as fh:
-        json.dump(dict(rows=rows, targets=tg, command=" ".join(sys.argv)), fh, indent=1)
+        json.dump(dict(rows=rows, targets=tg, command=" ".join(sys.argv),
+                       glibc_tunables=TUNED_MALLOC if a.tuned_malloc else None), fh, indent=1)
     md = markdown(rows, tg)
     with open(os.path.join(a.out_dir, "race.md"), "w") as fh:
         fh.write(md + "\n")
