@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from .config import NequIPConfig
 from .radial import bessel_basis, polynomial_envelope
-from .tensor_product import _paths, conv_messages
+from .tensor_product import conv_messages, num_weights
 
 __all__ = ["NequIP", "hidden_irreps"]
 
@@ -66,8 +66,7 @@ class Interaction(nn.Module):
                 node_inputs, h)
 
         x = e3nn.flax.Linear(h.irreps, name="linear_1")(h)
-        n_weights = x.irreps.regroup().num_irreps // len(x.irreps.regroup()) * len(
-            _paths(x.irreps.regroup(), sh.irreps.regroup(), gate_in))
+        n_weights = num_weights(x.irreps, sh.irreps, gate_in)
         w = e3nn.flax.MultiLayerPerceptron(self.radial_mlp + (n_weights,), act=jax.nn.silu,
                                            output_activation=False, name="radial_mlp")(radial)
         # = segment_sum(e3nn.tensor_product(x[senders], sh, filter_ir_out=gate_in) * w, receivers)

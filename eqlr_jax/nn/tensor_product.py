@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["conv_messages"]
+__all__ = ["conv_messages", "num_weights"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -46,6 +46,12 @@ def _paths(x_irreps: e3nn.Irreps, sh_irreps: e3nn.Irreps, filter_ir_out):
                 if ir3 in keep:
                     out.append((a, b, ir3))
     return out
+
+
+def num_weights(x_irreps, sh_irreps, filter_ir_out) -> int:
+    """Per-edge weights :func:`conv_messages` needs: one per channel of every path."""
+    x_irreps, sh_irreps = e3nn.Irreps(x_irreps).regroup(), e3nn.Irreps(sh_irreps).regroup()
+    return x_irreps[0].mul * len(_paths(x_irreps, sh_irreps, filter_ir_out))
 
 
 def conv_messages(x: e3nn.IrrepsArray, sh: e3nn.IrrepsArray, w: jax.Array, senders: jax.Array,
