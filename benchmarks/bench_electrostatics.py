@@ -28,11 +28,10 @@ import numpy as np
 
 
 def nacl(natoms):
-    import ase.build
+    """Positions, cell and ±1 charges of the same rattled NaCl as the SR benchmark."""
+    from bench_sr import build_atoms
 
-    k = max(1, round((natoms / 8.0) ** (1.0 / 3.0)))
-    atoms = ase.build.bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat((k, k, k))
-    atoms.rattle(stdev=0.05, seed=0)
+    atoms = build_atoms("nacl", natoms)
     q = np.where(atoms.numbers == 11, 1.0, -1.0)
     return atoms.positions, np.asarray(atoms.cell[:]), q
 

@@ -196,8 +196,7 @@ def main():
             for who, cmd in jobs:
                 print(f"[race] {who}: {n} atoms, l_max {l}, {th} thread(s), {dt}", file=sys.stderr, flush=True)
                 row = run_json(cmd, th, env)
-                row.setdefault("code", "nequip-torch" if who == "peer" else "eqlr_jax")
-                if who == "peer":
+                if who == "peer":  # ours already says code="eqlr_jax"
                     row["code"] = "nequip-torch"
                     row["threads"] = th
                 raw.append(row)

@@ -35,26 +35,41 @@ _open_potential = jax.jit(open_potential)
 _open_matrix = jax.jit(open_matrix)
 
 
-def _inputs(positions, sigmas, cell, accuracy, slab_axis):
-    for name, x in (("positions", positions), ("cell", cell), ("sigmas", sigmas)):
+def _inputs(positions, sigmas, cell, accuracy, slab_axis, charges=None):
+    """Validate everything (before any expensive set-up); returns (pos, sig, q, cell, data)."""
+    for name, x in (("positions", positions), ("cell", cell), ("sigmas", sigmas), ("charges", charges)):
         if isinstance(x, jax.core.Tracer):
             raise TypeError(
                 f"{name} is a JAX tracer: coulomb_energy/coulomb_matrix are host functions. Under"
                 " jit/grad use prepare_ewald(...).build(...) and ewald_energy (or open_energy)")
     pos = check_positions(positions)
     sig = check_sigmas(sigmas, pos.shape[0])
+    q = None if charges is None else check_charges(charges, pos.shape[0])
     check_accuracy(accuracy)
     if cell is None:
         if slab_axis is not None:
             raise ValueError("slab_axis needs a periodic cell (cell=None means open boundaries)")
-        return pos, sig, None, None
+        return pos, sig, q, None, None
     cell = check_cell(cell)
-    setup = prepare_ewald(cell, pos.shape[0], sig, accuracy, slab_axis=slab_axis, positions=pos)
-    return pos, sig, cell, setup.build(pos, cell)
+    setup = prepare_ewald(cell, pos.shape[0], sig, accuracy, slab_axis=slab_axis)
+    data = setup.build(pos, cell, on_overflow="flag")
+    found = int(data.pairs.n_found)
+    if found > setup.pair_capacity:
+        # inhomogeneous system (slab, cluster in vacuum): size the list from the actual count
+        setup = prepare_ewald(cell, pos.shape[0], sig, accuracy, slab_axis=slab_axis,
+                              pair_capacity=setup.pair_capacity + found)
+        data = setup.build(pos, cell)
+    return pos, sig, q, cell, data
 
 
-def _dtype():
-    return jnp.zeros(()).dtype
+def _evaluate(open_fn, ewald_fn, pos, sig, cell, data, *q):
+    """Cast to the default float dtype and call the open or the Ewald kernel."""
+    dt = jnp.zeros(()).dtype  # float64 under jax_enable_x64, else float32
+    pos, sig = jnp.asarray(pos, dt), jnp.asarray(sig, dt)
+    q = tuple(jnp.asarray(x, dt) for x in q)
+    if cell is None:
+        return open_fn(pos, sig, *q)
+    return ewald_fn(pos, jnp.asarray(cell, dt), sig, *q, data)
 
 
 def coulomb_energy(positions, charges, sigmas=0.0, cell=None, accuracy: float = CONVENIENCE_ACCURACY,
@@ -72,27 +87,15 @@ def coulomb_energy(positions, charges, sigmas=0.0, cell=None, accuracy: float = 
     Raises:
         ValueError: wrong shapes, NaN/inf, negative sigmas, a singular cell, bad accuracy.
     """
-    pos, sig, cell, data = _inputs(positions, sigmas, cell, accuracy, slab_axis)
-    q = check_charges(charges, pos.shape[0])
-    dt = _dtype()
-    if cell is None:
-        return float(_open_energy(jnp.asarray(pos, dt), jnp.asarray(sig, dt), jnp.asarray(q, dt)))
-    return float(_ewald_energy(jnp.asarray(pos, dt), jnp.asarray(cell, dt), jnp.asarray(sig, dt),
-                               jnp.asarray(q, dt), data))
+    pos, sig, q, cell, data = _inputs(positions, sigmas, cell, accuracy, slab_axis, charges)
+    return float(_evaluate(_open_energy, _ewald_energy, pos, sig, cell, data, q))
 
 
 def coulomb_potential(positions, charges, sigmas=0.0, cell=None, accuracy: float = CONVENIENCE_ACCURACY,
                       *, slab_axis: Optional[int] = None) -> np.ndarray:
     """Electrostatic potential phi_i = dE/dq_i at every atom, (N,) eV/e (arguments as ``coulomb_energy``)."""
-    pos, sig, cell, data = _inputs(positions, sigmas, cell, accuracy, slab_axis)
-    q = check_charges(charges, pos.shape[0])
-    dt = _dtype()
-    if cell is None:
-        phi = _open_potential(jnp.asarray(pos, dt), jnp.asarray(sig, dt), jnp.asarray(q, dt))
-    else:
-        phi = _ewald_potential(jnp.asarray(pos, dt), jnp.asarray(cell, dt), jnp.asarray(sig, dt),
-                               jnp.asarray(q, dt), data)
-    return np.asarray(phi)
+    pos, sig, q, cell, data = _inputs(positions, sigmas, cell, accuracy, slab_axis, charges)
+    return np.asarray(_evaluate(_open_potential, _ewald_potential, pos, sig, cell, data, q))
 
 
 def coulomb_matrix(positions, sigmas=0.0, cell=None, accuracy: float = CONVENIENCE_ACCURACY,
@@ -103,10 +106,5 @@ def coulomb_matrix(positions, sigmas=0.0, cell=None, accuracy: float = CONVENIEN
     and, for periodic cells, the Ewald self and background terms. Memory is O(N²): meant for
     systems up to a few thousand atoms.
     """
-    pos, sig, cell, data = _inputs(positions, sigmas, cell, accuracy, slab_axis)
-    dt = _dtype()
-    if cell is None:
-        m = _open_matrix(jnp.asarray(pos, dt), jnp.asarray(sig, dt))
-    else:
-        m = _ewald_matrix(jnp.asarray(pos, dt), jnp.asarray(cell, dt), jnp.asarray(sig, dt), data)
-    return np.asarray(m)
+    pos, sig, _, cell, data = _inputs(positions, sigmas, cell, accuracy, slab_axis)
+    return np.asarray(_evaluate(_open_matrix, _ewald_matrix, pos, sig, cell, data))

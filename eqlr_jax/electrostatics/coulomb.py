@@ -28,12 +28,15 @@ from .kernels import erf_over_r
 BLOCK_ELEMENTS = 1 << 22
 
 
-def _prep(positions, sigmas, atom_mask):
+def prepare_atoms(positions, sigmas, q=None, atom_mask=None):
+    """Shared prologue: (positions, σ² (N,), q (N,) zeroed on masked atoms or None, mask (N,))."""
     positions = jnp.asarray(positions)
     n = positions.shape[0]
     sig2 = jnp.broadcast_to(jnp.asarray(sigmas, positions.dtype) ** 2, (n,))
     mask = jnp.ones(n, bool) if atom_mask is None else jnp.asarray(atom_mask, bool)
-    return positions, sig2, mask
+    if q is not None:
+        q = jnp.where(mask, jnp.asarray(q, positions.dtype), 0.0)
+    return positions, sig2, q, mask
 
 
 def _kernel_rows(pos_rows, sig2_rows, mask_rows, positions, sig2, mask):
@@ -70,7 +73,7 @@ def open_matrix(positions, sigmas, atom_mask=None):
 
     Rows and columns of masked (padding) atoms are zero.
     """
-    positions, sig2, mask = _prep(positions, sigmas, atom_mask)
+    positions, sig2, _, mask = prepare_atoms(positions, sigmas, None, atom_mask)
     return KE * _kernel_rows(positions, sig2, mask, positions, sig2, mask)
 
 
@@ -80,8 +83,7 @@ def open_potential(positions, sigmas, q, atom_mask=None, block_elements=BLOCK_EL
     Includes the Gaussian self term k_e q_i/(√π σ_i). φ is 0 at masked atoms.
     ``block_elements`` (static int) bounds the size of the kernel block held in memory.
     """
-    positions, sig2, mask = _prep(positions, sigmas, atom_mask)
-    q = jnp.where(mask, jnp.asarray(q, positions.dtype), 0.0)
+    positions, sig2, q, mask = prepare_atoms(positions, sigmas, q, atom_mask)
     n = positions.shape[0]
     if n * n <= block_elements:
         return KE * (_kernel_rows(positions, sig2, mask, positions, sig2, mask) @ q)
@@ -94,8 +96,7 @@ def open_potential(positions, sigmas, q, atom_mask=None, block_elements=BLOCK_EL
 
 def open_energy(positions, sigmas, q, atom_mask=None, block_elements=BLOCK_ELEMENTS):
     """Open-boundary Coulomb energy ``½ qᵀ M q`` (scalar, eV) incl. Gaussian self-energies."""
-    positions, sig2, mask = _prep(positions, sigmas, atom_mask)
-    q = jnp.where(mask, jnp.asarray(q, positions.dtype), 0.0)
+    positions, sig2, q, mask = prepare_atoms(positions, sigmas, q, atom_mask)
     n = positions.shape[0]
     if n * n <= block_elements:
         m = _kernel_rows(positions, sig2, mask, positions, sig2, mask)

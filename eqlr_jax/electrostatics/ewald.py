@@ -37,22 +37,12 @@ import jax
 import jax.numpy as jnp
 
 from .constants import KE
+from .coulomb import prepare_atoms
 from .kernels import erf_over_r, erfc_diff_over_r
 from .surface import slab_energy_terms, slab_matrix_terms, slab_potential_terms
 
 #: Above this many (k-vector × atom) entries the reciprocal sums go in chunks.
 RECIP_CHUNK_ELEMENTS = 1 << 22
-
-
-def _atoms(positions, sigmas, q, atom_mask):
-    positions = jnp.asarray(positions)
-    dt = positions.dtype
-    n = positions.shape[0]
-    sig2 = jnp.broadcast_to(jnp.asarray(sigmas, dt) ** 2, (n,))
-    mask = jnp.ones(n, bool) if atom_mask is None else jnp.asarray(atom_mask, bool)
-    if q is not None:
-        q = jnp.where(mask, jnp.asarray(q, dt), 0.0)
-    return positions, sig2, q, mask
 
 
 def _pair_kernel(positions, cell, sig2, mask, data):
@@ -121,6 +111,30 @@ def _recip_potential(kvec, w, positions, q):
     return jax.lax.scan(step, jnp.zeros(n, positions.dtype), (kc, wc))[0]
 
 
+class _Terms(NamedTuple):
+    """Everything the Ewald functions share: atoms, cell, η and the q-independent kernels."""
+
+    positions: jax.Array  # (N, 3)
+    cell: jax.Array       # (3, 3)
+    sig2: jax.Array       # (N,) σ²
+    q: jax.Array          # (N,) charges zeroed on masked atoms, or None
+    mask: jax.Array       # (N,) bool
+    eta: jax.Array        # ()
+    kern: jax.Array       # (P,) real-space pair kernel (k_e = 1)
+    kvec: jax.Array       # (K, 3) k-vectors
+    w: jax.Array          # (K,) reciprocal weights (k_e = 1)
+    volume: jax.Array     # ()
+
+
+def _terms(positions, cell, sigmas, q, data, atom_mask) -> _Terms:
+    positions, sig2, q, mask = prepare_atoms(positions, sigmas, q, atom_mask)
+    dt = positions.dtype
+    cell = jnp.asarray(cell, dt)
+    kern = _pair_kernel(positions, cell, sig2, mask, data)
+    kvec, w, volume = _kvectors(cell, data, dt)
+    return _Terms(positions, cell, sig2, q, mask, jnp.asarray(data.eta, dt), kern, kvec, w, volume)
+
+
 def _self_diag(sig2, eta):
     """Diagonal self terms 1/(√π σ_i) − 2/(√(2π) η) (k_e = 1), shape (N,)."""
     zero = jnp.zeros_like(sig2)
@@ -129,18 +143,14 @@ def _self_diag(sig2, eta):
 
 def ewald_energy(positions, cell, sigmas, q, data, atom_mask=None):
     """Ewald energy of Gaussian charges (scalar, eV), all five parts (+ slab term if on)."""
-    positions, sig2, q, mask = _atoms(positions, sigmas, q, atom_mask)
-    dt = positions.dtype
-    cell = jnp.asarray(cell, dt)
-    eta = jnp.asarray(data.eta, dt)
-    kern = _pair_kernel(positions, cell, sig2, mask, data)
-    e_real = jnp.sum(kern * q[data.pairs.i] * q[data.pairs.j])
-    kvec, w, volume = _kvectors(cell, data, dt)
-    e_rec = _recip_energy(kvec, w, positions, q)
+    t = _terms(positions, cell, sigmas, q, data, atom_mask)
+    q, sig2, eta = t.q, t.sig2, t.eta
+    e_real = jnp.sum(t.kern * q[data.pairs.i] * q[data.pairs.j])
+    e_rec = _recip_energy(t.kvec, t.w, t.positions, q)
     e_self = 0.5 * jnp.sum(_self_diag(sig2, eta) * q * q)
     qt = jnp.sum(q)
-    e_bg = -(math.pi / volume) * (eta * eta * qt * qt - 2.0 * qt * jnp.sum(q * sig2))
-    e_slab = slab_energy_terms(positions, cell, sig2, data.slab, q)
+    e_bg = -(math.pi / t.volume) * (eta * eta * qt * qt - 2.0 * qt * jnp.sum(q * sig2))
+    e_slab = slab_energy_terms(t.positions, t.cell, sig2, data.slab, q)
     return KE * (e_real + e_rec + e_self + e_bg + e_slab)
 
 
@@ -178,19 +188,14 @@ class EwaldOperator(NamedTuple):
 
 def ewald_operator(positions, cell, sigmas, data, atom_mask=None) -> EwaldOperator:
     """Precompute M's geometry for repeated mat-vecs at fixed positions and cell (e.g. QEq CG)."""
-    positions, sig2, _, mask = _atoms(positions, sigmas, None, atom_mask)
-    dt = positions.dtype
-    cell = jnp.asarray(cell, dt)
-    eta = jnp.asarray(data.eta, dt)
-    kern = _pair_kernel(positions, cell, sig2, mask, data)
-    kvec, w, volume = _kvectors(cell, data, dt)
-    theta = kvec @ positions.T
-    c = 2.0 * math.pi / volume
+    t = _terms(positions, cell, sigmas, None, data, atom_mask)
+    theta = t.kvec @ t.positions.T
+    c = 2.0 * math.pi / t.volume
     return EwaldOperator(
-        pair_i=data.pairs.i, pair_j=data.pairs.j, pair_kernel=KE * kern,
-        cos=jnp.cos(theta), sin=jnp.sin(theta), k_weight=2.0 * KE * w,
-        diag=KE * _self_diag(sig2, eta), bg_a=KE * c * (sig2 - eta * eta), bg_b=KE * c * sig2,
-        slab=(positions, cell, sig2, data.slab), mask=mask)
+        pair_i=data.pairs.i, pair_j=data.pairs.j, pair_kernel=KE * t.kern,
+        cos=jnp.cos(theta), sin=jnp.sin(theta), k_weight=2.0 * KE * t.w,
+        diag=KE * _self_diag(t.sig2, t.eta), bg_a=KE * c * (t.sig2 - t.eta * t.eta), bg_b=KE * c * t.sig2,
+        slab=(t.positions, t.cell, t.sig2, data.slab), mask=t.mask)
 
 
 def ewald_potential(positions, cell, sigmas, q, data, atom_mask=None):
@@ -199,21 +204,17 @@ def ewald_potential(positions, cell, sigmas, q, data, atom_mask=None):
     Recomputes the geometry on each call without storing the (K, N) phases beyond one
     k-chunk; for many products at fixed geometry use :func:`ewald_operator` instead.
     """
-    positions, sig2, q, mask = _atoms(positions, sigmas, q, atom_mask)
-    dt = positions.dtype
-    cell = jnp.asarray(cell, dt)
-    eta = jnp.asarray(data.eta, dt)
-    n = positions.shape[0]
+    t = _terms(positions, cell, sigmas, q, data, atom_mask)
+    q, sig2, eta = t.q, t.sig2, t.eta
+    n = q.shape[0]
     p = data.pairs
-    kern = _pair_kernel(positions, cell, sig2, mask, data)
-    phi = jax.ops.segment_sum(kern * q[p.j], p.i, n) + jax.ops.segment_sum(kern * q[p.i], p.j, n)
-    kvec, w, volume = _kvectors(cell, data, dt)
-    phi = phi + _recip_potential(kvec, w, positions, q)
+    phi = jax.ops.segment_sum(t.kern * q[p.j], p.i, n) + jax.ops.segment_sum(t.kern * q[p.i], p.j, n)
+    phi = phi + _recip_potential(t.kvec, t.w, t.positions, q)
     phi = phi + _self_diag(sig2, eta) * q
-    c = 2.0 * math.pi / volume
+    c = 2.0 * math.pi / t.volume
     phi = phi + c * ((sig2 - eta * eta) * jnp.sum(q) + jnp.sum(sig2 * q))
-    phi = phi + slab_potential_terms(positions, cell, sig2, data.slab, q)
-    return KE * jnp.where(mask, phi, 0.0)
+    phi = phi + slab_potential_terms(t.positions, t.cell, sig2, data.slab, q)
+    return KE * jnp.where(t.mask, phi, 0.0)
 
 
 def ewald_matrix(positions, cell, sigmas, data, atom_mask=None):
@@ -221,22 +222,18 @@ def ewald_matrix(positions, cell, sigmas, data, atom_mask=None):
 
     Rows and columns of masked atoms are zero. Memory O(N² + K·N).
     """
-    positions, sig2, _, mask = _atoms(positions, sigmas, None, atom_mask)
-    dt = positions.dtype
-    n = positions.shape[0]
-    cell = jnp.asarray(cell, dt)
-    eta = jnp.asarray(data.eta, dt)
+    t = _terms(positions, cell, sigmas, None, data, atom_mask)
+    sig2, eta, w = t.sig2, t.eta, t.w
+    n = sig2.shape[0]
     p = data.pairs
-    kern = _pair_kernel(positions, cell, sig2, mask, data)
-    m = jnp.zeros((n, n), dt).at[p.i, p.j].add(kern).at[p.j, p.i].add(kern)
-    kvec, w, volume = _kvectors(cell, data, dt)
-    theta = kvec @ positions.T
+    m = jnp.zeros((n, n), sig2.dtype).at[p.i, p.j].add(t.kern).at[p.j, p.i].add(t.kern)
+    theta = t.kvec @ t.positions.T
     cos, sin = jnp.cos(theta), jnp.sin(theta)
     m = m + 2.0 * ((cos.T * w) @ cos + (sin.T * w) @ sin)
     m = m + jnp.diag(_self_diag(sig2, eta))
-    m = m + (2.0 * math.pi / volume) * (sig2[:, None] + sig2[None, :] - eta * eta)
-    m = m + slab_matrix_terms(positions, cell, sig2, data.slab)
-    both = mask[:, None] & mask[None, :]
+    m = m + (2.0 * math.pi / t.volume) * (sig2[:, None] + sig2[None, :] - eta * eta)
+    m = m + slab_matrix_terms(t.positions, t.cell, sig2, data.slab)
+    both = t.mask[:, None] & t.mask[None, :]
     return KE * jnp.where(both, m, 0.0)
 
 
