@@ -46,6 +46,12 @@ class NequIPConfig:
         n_outputs: number of per-atom scalar outputs (1: energy; stage 1 predicts chi).
         species_scale, species_shift: initial per-species scale (eV) and shift (eV) of the
             first output; trainable parameters. Defaults 1 and 0.
+        edge_block: performance knob, not part of the model: graphs with more edges than this
+            are processed in blocks of at most ``edge_block`` edges whose backward pass
+            recomputes their forward pass (see ``nn/edge_blocks.py``). This bounds memory and,
+            on CPU, is faster too (1.3-1.6x at 1000-4000 atoms: smaller buffers stay in cache).
+            ``None``: never. ``"auto"`` (default): 8192 on CPU, never on other devices. The
+            results are the same up to rounding.
     """
 
     species: tuple[int, ...]
@@ -63,6 +69,7 @@ class NequIPConfig:
     n_outputs: int = 1
     species_scale: tuple[float, ...] | None = None
     species_shift: tuple[float, ...] | None = None
+    edge_block: int | str | None = "auto"
 
     def __post_init__(self):
         object.__setattr__(self, "species", to_atomic_numbers(self.species))
@@ -84,6 +91,9 @@ class NequIPConfig:
         for name in ("num_features", "num_bessel", "radial_mlp_width", "n_outputs", "polynomial_p"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (self.edge_block is None or self.edge_block == "auto"
+                or (isinstance(self.edge_block, int) and self.edge_block >= 1)):
+            raise ValueError(f"edge_block must be an int >= 1, None or 'auto', got {self.edge_block!r}")
         if not self.avg_num_neighbors > 0:
             raise ValueError(f"avg_num_neighbors must be positive, got {self.avg_num_neighbors}")
 

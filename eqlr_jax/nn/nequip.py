@@ -16,7 +16,8 @@ import jax.numpy as jnp
 
 from .config import NequIPConfig
 from .radial import bessel_basis, polynomial_envelope
-from .tensor_product import conv_messages, num_weights
+from .edge_blocks import RadialMLP, edge_messages
+from .tensor_product import num_weights
 
 __all__ = ["NequIP", "hidden_irreps"]
 
@@ -49,6 +50,7 @@ class Interaction(nn.Module):
     n_species: int
     avg_num_neighbors: float
     radial_mlp: tuple[int, ...]
+    edge_block: int | str | None = None
 
     @nn.compact
     def __call__(self, h, sh, radial, species, senders, receivers, node_inputs=None):
@@ -67,10 +69,9 @@ class Interaction(nn.Module):
 
         x = e3nn.flax.Linear(h.irreps, name="linear_1")(h)
         n_weights = num_weights(x.irreps, sh.irreps, gate_in)
-        w = e3nn.flax.MultiLayerPerceptron(self.radial_mlp + (n_weights,), act=jax.nn.silu,
-                                           output_activation=False, name="radial_mlp")(radial)
-        # = segment_sum(e3nn.tensor_product(x[senders], sh, filter_ir_out=gate_in) * w, receivers)
-        agg = conv_messages(x, sh, w, senders, receivers, n_nodes, gate_in)
+        kernels = RadialMLP(self.radial_mlp + (n_weights,), name="radial_mlp")(radial.shape[-1], radial.dtype)
+        # = segment_sum(e3nn.tensor_product(x[senders], sh, filter_ir_out=gate_in) * mlp(radial), receivers)
+        agg = edge_messages(kernels, x, sh, radial, senders, receivers, n_nodes, gate_in, self.edge_block)
         agg = agg / math.sqrt(self.avg_num_neighbors)
         y = e3nn.flax.Linear(gate_in, force_irreps_out=True, name="linear_2")(agg)
         return e3nn.gate(y + sc, even_act=jax.nn.silu, odd_act=jnp.tanh, even_gate_act=jax.nn.silu,
@@ -124,7 +125,8 @@ class NequIP(nn.Module):
         radial_mlp = (cfg.radial_mlp_width,) * cfg.radial_mlp_depth
         for layer in range(cfg.num_layers):
             target = hidden if layer < cfg.num_layers - 1 else e3nn.Irreps(f"{cfg.num_features}x0e")
-            h = Interaction(target, n_species, cfg.avg_num_neighbors, radial_mlp, name=f"layer_{layer}")(
+            h = Interaction(target, n_species, cfg.avg_num_neighbors, radial_mlp, cfg.edge_block,
+                            name=f"layer_{layer}")(
                 h, sh, radial, species, senders, receivers, extra)
 
         out = e3nn.flax.Linear(f"{max(cfg.num_features // 2, 1)}x0e", name="readout_hidden")(h)

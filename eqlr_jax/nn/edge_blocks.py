@@ -1,0 +1,119 @@
+"""Radial MLP and the edge work of one interaction, optionally in blocks of edges.
+
+The radial MLP (edge distances -> tensor-product weights) and the tensor-product convolution
+are the per-edge work of a NequIP layer. Differentiating them in one piece keeps every
+per-edge intermediate of the layer alive at once: about 16 KB per edge at l_max 1 with 32
+features, 1.6 GB for 100k edges. :func:`edge_messages` therefore runs graphs with more edges
+than ``edge_block`` as a scan over blocks of edges whose backward pass recomputes the block's
+forward pass (``jax.checkpoint``). The result is the same sum in another order; memory is
+bounded by one block, at the price of recomputing the forward edge work (about 20-30 %).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import e3nn_jax as e3nn
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from .tensor_product import conv_messages
+
+__all__ = ["RadialMLP", "radial_mlp", "edge_messages", "resolve_edge_block"]
+
+CPU_EDGE_BLOCK = 8192  # fastest of 4096-32768 at 1000 and 4096 NaCl atoms on a 2-core CPU
+
+
+def resolve_edge_block(edge_block: int | str | None) -> int | None:
+    """``"auto"`` -> :data:`CPU_EDGE_BLOCK` on the CPU backend, ``None`` elsewhere."""
+    if edge_block == "auto":
+        return CPU_EDGE_BLOCK if jax.default_backend() == "cpu" else None
+    return edge_block
+
+_silu = e3nn.normalize_function(jax.nn.silu)
+
+
+class _Kernel(nn.Module):
+    shape: tuple[int, int]
+
+    @nn.compact
+    def __call__(self, dtype):
+        return self.param("kernel", nn.initializers.normal(stddev=1.0), self.shape, dtype)
+
+
+class RadialMLP(nn.Module):
+    """Declares the kernels of a bias-free MLP; apply them with :func:`radial_mlp`.
+
+    Same parameter tree, initialisation and function as
+    ``e3nn.flax.MultiLayerPerceptron(sizes, act=silu, output_activation=False)`` with e3nn's
+    default "path" gradient normalisation, but the parameters are returned instead of applied,
+    so that the MLP can run inside a scan over blocks of edges.
+    """
+
+    sizes: tuple[int, ...]
+
+    @nn.compact
+    def __call__(self, n_in: int, dtype) -> list[jax.Array]:
+        kernels, fan_in = [], n_in
+        for i, h in enumerate(self.sizes):
+            kernels.append(_Kernel((fan_in, h), name=f"Dense_{i}")(dtype))
+            fan_in = h
+        return kernels
+
+
+def radial_mlp(kernels: Sequence[jax.Array], x: jax.Array) -> jax.Array:
+    """(E, n_in) -> (E, sizes[-1]): x @ K_i / sqrt(fan_in), normalised SiLU between layers."""
+    for i, k in enumerate(kernels):
+        x = (x @ k.astype(x.dtype)) * (1.0 / math.sqrt(k.shape[0]))
+        if i < len(kernels) - 1:
+            x = _silu(x)
+    return x
+
+
+def edge_messages(kernels, x: e3nn.IrrepsArray, sh: e3nn.IrrepsArray, radial: jax.Array,
+                  senders: jax.Array, receivers: jax.Array, n_nodes: int, filter_ir_out,
+                  edge_block: int | None) -> e3nn.IrrepsArray:
+    """sum over edges into receivers of radial_mlp(radial) * (x[senders] ⊗ sh).
+
+    Args:
+        kernels: radial MLP kernels (:class:`RadialMLP`).
+        x: (N, ...) node features; sh: (E, ...) edge spherical harmonics; radial: (E, n_basis).
+        senders, receivers: (E,) int, sorted by receiver.
+        n_nodes: N, static. The last node must be a padding node (blocks are padded with
+            edges into it that carry exactly zero).
+        edge_block: edges per block; ``None`` or >= E: one piece, no recomputation;
+            ``"auto"``: see :func:`resolve_edge_block`.
+    """
+    edge_block = resolve_edge_block(edge_block)
+    out_irreps = e3nn.tensor_product(x.irreps.regroup(), sh.irreps.regroup(),
+                                     filter_ir_out=filter_ir_out).regroup()
+
+    def piece(xa, sha, rad, snd, rcv):
+        w = radial_mlp(kernels, rad)
+        msg = conv_messages(e3nn.IrrepsArray(x.irreps, xa), e3nn.IrrepsArray(sh.irreps, sha), w,
+                            snd, rcv, n_nodes, filter_ir_out)
+        return msg.array
+
+    n_edges = radial.shape[0]
+    if edge_block is None or n_edges <= edge_block:
+        return e3nn.IrrepsArray(out_irreps, piece(x.array, sh.array, radial, senders, receivers))
+
+    n_blocks = -(-n_edges // edge_block)
+    size = -(-n_edges // n_blocks)
+    pad = n_blocks * size - n_edges
+
+    def blocks(a, fill):
+        a = jnp.concatenate([a, jnp.full((pad,) + a.shape[1:], fill, a.dtype)]) if pad else a
+        return a.reshape((n_blocks, size) + a.shape[1:])
+
+    last = n_nodes - 1  # padding node: keeps receivers sorted; zero sh makes the edges inert
+    xs = (blocks(sh.array, 0), blocks(radial, 0), blocks(senders, last), blocks(receivers, last))
+    step = jax.checkpoint(lambda xa, sha, rad, snd, rcv: piece(xa, sha, rad, snd, rcv))
+
+    def body(acc, blk):
+        return acc + step(x.array, *blk), None
+
+    acc0 = jnp.zeros((n_nodes, out_irreps.dim), x.dtype)
+    acc, _ = jax.lax.scan(body, acc0, xs)
+    return e3nn.IrrepsArray(out_irreps, acc)
