@@ -98,3 +98,15 @@ def test_edge_block_must_be_positive():
         eqlr_jax.NequIPConfig(species=("H",), edge_block=0)
     with pytest.raises(ValueError, match="edge_block"):
         eqlr_jax.NequIPConfig(species=("H",), edge_block="big")
+
+
+def test_auto_edge_block_caps_the_number_of_blocks():
+    from eqlr_jax.nn.edge_blocks import CPU_EDGE_BLOCK, MAX_AUTO_BLOCKS, resolve_edge_block
+
+    assert resolve_edge_block(None, 10**6) is None
+    assert resolve_edge_block(123, 10**6) == 123
+    if jax.default_backend() == "cpu":
+        assert resolve_edge_block("auto", 1000) == CPU_EDGE_BLOCK
+        big = 114688
+        block = resolve_edge_block("auto", big)
+        assert -(-big // block) <= MAX_AUTO_BLOCKS and block >= CPU_EDGE_BLOCK

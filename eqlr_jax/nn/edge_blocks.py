@@ -23,12 +23,17 @@ from .tensor_product import conv_messages
 __all__ = ["RadialMLP", "radial_mlp", "edge_messages", "resolve_edge_block"]
 
 CPU_EDGE_BLOCK = 4096  # fastest of 2048-32768 at 1000 NaCl atoms, l_max 1 and 2, f32 and f64, 2-core CPU
+MAX_AUTO_BLOCKS = 8  # every block also costs O(nodes) (its scatter target, its node cotangent)
 
 
-def resolve_edge_block(edge_block: int | str | None) -> int | None:
-    """``"auto"`` -> :data:`CPU_EDGE_BLOCK` on the CPU backend, ``None`` elsewhere."""
+def resolve_edge_block(edge_block: int | str | None, n_edges: int) -> int | None:
+    """``"auto"`` on the CPU backend: blocks of :data:`CPU_EDGE_BLOCK` edges, but at most
+    :data:`MAX_AUTO_BLOCKS` blocks (each block touches every node once, so many blocks would make
+    the cost grow as nodes x edges); ``None`` on other backends. Other values pass through."""
     if edge_block == "auto":
-        return CPU_EDGE_BLOCK if jax.default_backend() == "cpu" else None
+        if jax.default_backend() != "cpu":
+            return None
+        return max(CPU_EDGE_BLOCK, -(-n_edges // MAX_AUTO_BLOCKS))
     return edge_block
 
 _silu = e3nn.normalize_function(jax.nn.silu)
@@ -85,7 +90,7 @@ def edge_messages(kernels, x: e3nn.IrrepsArray, sh: e3nn.IrrepsArray, radial: ja
         edge_block: edges per block; ``None`` or >= E: one piece, no recomputation;
             ``"auto"``: see :func:`resolve_edge_block`.
     """
-    edge_block = resolve_edge_block(edge_block)
+    edge_block = resolve_edge_block(edge_block, radial.shape[0])
     out_irreps = e3nn.tensor_product(x.irreps.regroup(), sh.irreps.regroup(),
                                      filter_ir_out=filter_ir_out).regroup()
 
