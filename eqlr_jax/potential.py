@@ -34,8 +34,8 @@ def trace_count() -> int:
 
 
 def _release_free_memory() -> None:
-    """Return memory freed by a one-off compilation to the OS (glibc ``malloc_trim``; about
-    250 MB after :meth:`Potential.init`). A no-op where glibc is absent."""
+    """Return memory freed by a one-off compilation (:meth:`Potential.init`) to the OS
+    (glibc ``malloc_trim``). A no-op where glibc is absent."""
     try:
         ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
@@ -112,7 +112,8 @@ class Potential:
         species = jnp.zeros(2, jnp.int32)
         inputs = None if config.n_node_inputs == 0 else jnp.zeros((2, config.n_node_inputs), dtype)
         # jit: eager e3nn-jax initialisation is ~10x slower than compiling it. The 2-atom
-        # function runs once, so it is compiled without LLVM optimisation (7 s -> 3.5 s).
+        # function runs once, so it is compiled without LLVM optimisation (about half the
+        # compile time).
         init = jax.jit(NequIP(config).init, compiler_options={"xla_backend_optimization_level": 0})
         params = init(jax.random.PRNGKey(seed), vec, species, idx[::-1], idx, jnp.ones(2, bool), inputs)
         init.clear_cache()  # the executable is not needed again

@@ -49,7 +49,7 @@ class NequIPConfig:
         edge_block: performance knob, not part of the model: graphs with more edges than this
             are processed in blocks of at most ``edge_block`` edges whose backward pass
             recomputes their forward pass (see ``nn/edge_blocks.py``). This bounds memory and,
-            on CPU, is faster too (1.3-1.6x at 1000-4000 atoms: smaller buffers stay in cache).
+            on CPU, is faster too (smaller buffers stay in cache; ``benchmarks/bench_memory.py``).
             ``None``: never. ``"auto"`` (default): on CPU, blocks of 4096
             edges, at most 8 blocks; never on other devices. The
             results are the same up to rounding.

@@ -6,12 +6,13 @@ per-edge intermediate of the layer alive at once: about 16 KB per edge at l_max 
 features, 1.6 GB for 100k edges. :func:`edge_messages` therefore runs graphs with more edges
 than ``edge_block`` as a scan over blocks of edges whose backward pass recomputes the block's
 forward pass (``jax.checkpoint``). The result is the same sum in another order; memory is
-bounded by one block, at the price of recomputing the forward edge work (about 20-30 %).
+bounded by one block, at the price of recomputing the forward edge work. On CPU the blocked
+form is faster overall, because its buffers stay in cache (``benchmarks/bench_memory.py``).
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Sequence
 
 import e3nn_jax as e3nn
 import flax.linen as nn
@@ -35,6 +36,7 @@ def resolve_edge_block(edge_block: int | str | None, n_edges: int) -> int | None
             return None
         return max(CPU_EDGE_BLOCK, -(-n_edges // MAX_AUTO_BLOCKS))
     return edge_block
+
 
 _silu = e3nn.normalize_function(jax.nn.silu)
 
@@ -78,7 +80,7 @@ def radial_mlp(kernels: Sequence[jax.Array], x: jax.Array) -> jax.Array:
 
 def edge_messages(kernels, x: e3nn.IrrepsArray, sh: e3nn.IrrepsArray, radial: jax.Array,
                   senders: jax.Array, receivers: jax.Array, n_nodes: int, filter_ir_out,
-                  edge_block: int | None) -> e3nn.IrrepsArray:
+                  edge_block: int | str | None) -> e3nn.IrrepsArray:
     """sum over edges into receivers of radial_mlp(radial) * (x[senders] ⊗ sh).
 
     Args:
@@ -90,7 +92,8 @@ def edge_messages(kernels, x: e3nn.IrrepsArray, sh: e3nn.IrrepsArray, radial: ja
         edge_block: edges per block; ``None`` or >= E: one piece, no recomputation;
             ``"auto"``: see :func:`resolve_edge_block`.
     """
-    edge_block = resolve_edge_block(edge_block, radial.shape[0])
+    n_edges = radial.shape[0]
+    edge_block = resolve_edge_block(edge_block, n_edges)
     out_irreps = e3nn.tensor_product(x.irreps.regroup(), sh.irreps.regroup(),
                                      filter_ir_out=filter_ir_out).regroup()
 
@@ -100,7 +103,6 @@ def edge_messages(kernels, x: e3nn.IrrepsArray, sh: e3nn.IrrepsArray, radial: ja
                             snd, rcv, n_nodes, filter_ir_out)
         return msg.array
 
-    n_edges = radial.shape[0]
     if edge_block is None or n_edges <= edge_block:
         return e3nn.IrrepsArray(out_irreps, piece(x.array, sh.array, radial, senders, receivers))
 
@@ -114,7 +116,7 @@ def edge_messages(kernels, x: e3nn.IrrepsArray, sh: e3nn.IrrepsArray, radial: ja
 
     last = n_nodes - 1  # padding node: keeps receivers sorted; zero sh makes the edges inert
     xs = (blocks(sh.array, 0), blocks(radial, 0), blocks(senders, last), blocks(receivers, last))
-    step = jax.checkpoint(lambda xa, sha, rad, snd, rcv: piece(xa, sha, rad, snd, rcv))
+    step = jax.checkpoint(piece)
 
     def body(acc, blk):
         return acc + step(x.array, *blk), None
