@@ -191,3 +191,27 @@ def test_unknown_element(pot64):
 def test_capacity_overflow_is_reported(pot64, cell_structure):
     with pytest.raises(eqlr_jax.graph.CapacityError, match="edges"):
         pot64.graph(cell_structure, capacity=Capacity(48, 10, 2))
+
+
+def test_hessian_reverse_over_reverse_matches_finite_differences(pot64, cell_structure):
+    """Second derivatives go through the hand-written backward pass of the convolution
+    (``jax.jacrev`` of forces: phonons, force training)."""
+    from eqlr_jax.potential import node_energies
+
+    s = cell_structure
+    g, _ = pot64.graph(s, capacity=CAP, dtype=np.float64)
+
+    def energy(pos):
+        return jnp.sum(node_energies(pot64.config, pot64.params, g, pos))
+
+    forces = jax.jit(lambda pos: -jax.grad(energy)(pos))
+    hess = np.asarray(jax.jit(jax.jacrev(jax.grad(energy)))(g.positions))[: s.n_atoms, :, : s.n_atoms, :]
+    hess = hess.reshape(3 * s.n_atoms, 3 * s.n_atoms)
+    np.testing.assert_allclose(hess, hess.T, rtol=0, atol=1e-10 * np.abs(hess).max())
+    h = 1e-5
+    for i, a in [(0, 0), (2, 1), (5, 2)]:
+        p, m = np.array(g.positions), np.array(g.positions)
+        p[i, a] += h
+        m[i, a] -= h
+        fd = -(np.asarray(forces(p)) - np.asarray(forces(m)))[: s.n_atoms].reshape(-1) / (2 * h)
+        np.testing.assert_allclose(hess[:, 3 * i + a], fd, rtol=1e-6, atol=1e-6 * np.abs(fd).max())

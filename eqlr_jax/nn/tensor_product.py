@@ -1,23 +1,35 @@
-"""Tensor-product convolution of NequIP, written for speed on CPU (XLA).
+"""Tensor-product convolution of NequIP with a hand-written backward pass.
 
 :func:`conv_messages` computes, for every receiving node,
 
     sum over its edges e of  w_e * (x[sender(e)] ⊗ Y_e)
 
-with the tensor product filtered to ``filter_ir_out`` and the per-edge weights ``w`` (one per
+with the tensor product filtered to ``filter_ir_out`` and per-edge weights ``w`` (one per
 output channel), exactly as::
 
     msg = e3nn.tensor_product(x[senders], sh, filter_ir_out=filter_ir_out) * w
     jax.ops.segment_sum(msg.array, receivers, n_nodes)
 
-(same irreps, same layout, same weight order, component normalisation), but without building
-the wide (edges × irreps) message array. Each path is evaluated as a short sum of elementwise
-products over the non-zero Clebsch-Gordan coefficients with channels as the fast (contiguous)
-axis, and each output component is scattered on its own. On a 2-core CPU this is 2-3x faster
-than the generic version, whose einsum and concatenations of edge-sized arrays dominate.
+(same irreps, same layout, same weight order, component normalisation).
+
+How it is fast on CPU (XLA):
+
+- Features are moved, at the node level, into a component-major layout (for every irrep block,
+  all channels of component 0, then of component 1, ...), so that every Clebsch-Gordan term is an
+  elementwise product of contiguous (edges, channels) slices. Each path is a short sum over the
+  non-zero CG coefficients; no dense CG tensor, no wide einsum.
+- One gather of node features and one scatter of messages per call.
+- The backward pass is written by hand (``jax.custom_vjp``): one gather of the output cotangent,
+  one scatter of the feature cotangent. Left to autodiff, every slice of the forward pass becomes
+  a zero-padded node-sized array in the backward pass, and XLA sums dozens of them per block.
+
+The backward rule is itself ordinary JAX code, so reverse-over-reverse differentiation (training
+on forces, Hessians with ``jax.jacrev``) works. Forward-mode differentiation (``jax.jvp``,
+``jax.jacfwd``, ``jax.hessian``) does not pass through a ``custom_vjp``.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import e3nn_jax as e3nn
@@ -54,6 +66,122 @@ def num_weights(x_irreps, sh_irreps, filter_ir_out) -> int:
     return x_irreps[0].mul * len(_paths(x_irreps, sh_irreps, filter_ir_out))
 
 
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """Static description of one convolution (hashable, so it can be a static argument).
+
+    ``out_terms[o]``: for output column block o (C channels, component-major order), the weight
+    block and the CG terms ``(x column block, sh column, cg)`` summed into it.
+    """
+
+    c: int
+    x_blocks: int  # number of (C-wide) column blocks of x in component-major layout
+    sh_dim: int
+    out_terms: tuple  # per output column block: (weight block, ((x col block, sh col, cg), ...))
+
+
+@functools.lru_cache(maxsize=None)
+def _plan(x_irreps: e3nn.Irreps, sh_irreps: e3nn.Irreps, filter_ir_out: e3nn.Irreps):
+    c = x_irreps[0].mul
+    paths = _paths(x_irreps, sh_irreps, filter_ir_out)
+    sorted_irreps, perm, _ = e3nn.Irreps([(c, ir3) for _, _, ir3 in paths]).sort()
+    x_start = np.cumsum([0] + [ir.dim for _, ir in x_irreps])  # in column blocks
+    sh_start = np.cumsum([0] + [ir.dim for _, ir in sh_irreps])
+    by_rank = sorted(range(len(paths)), key=lambda q: perm[q])
+    out_terms = []
+    for q in by_rank:
+        a, b, ir3 = paths[q]
+        ir1, ir2 = x_irreps[a].ir, sh_irreps[b].ir
+        cg = _sparse_cg(ir1.l, ir2.l, ir3.l)
+        for k in range(ir3.dim):
+            terms = tuple((int(x_start[a] + i), int(sh_start[b] + j), v) for i, j, kk, v in cg if kk == k)
+            out_terms.append((int(perm[q]), terms))
+    plan = _Plan(c=c, x_blocks=int(x_start[-1]), sh_dim=int(sh_start[-1]), out_terms=tuple(out_terms))
+    return plan, sorted_irreps
+
+
+def _to_component_major(a: jax.Array, irreps: e3nn.Irreps) -> jax.Array:
+    """(N, irreps.dim) e3nn layout (per block: channel-major, index c*d+i) -> component-major
+    (per block: index i*C+c)."""
+    parts, off = [], 0
+    for mul, ir in irreps:
+        blk = a[:, off:off + mul * ir.dim].reshape(-1, mul, ir.dim)
+        parts.append(jnp.swapaxes(blk, 1, 2).reshape(-1, mul * ir.dim))
+        off += mul * ir.dim
+    return jnp.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+
+
+def _from_component_major(a: jax.Array, irreps: e3nn.Irreps) -> jax.Array:
+    parts, off = [], 0
+    for mul, ir in irreps:
+        blk = a[:, off:off + mul * ir.dim].reshape(-1, ir.dim, mul)
+        parts.append(jnp.swapaxes(blk, 1, 2).reshape(-1, mul * ir.dim))
+        off += mul * ir.dim
+    return jnp.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+
+
+def _col(a, blk, c):
+    return a[:, blk * c:(blk + 1) * c]
+
+
+def _pre_weight(plan, xg, y, terms):
+    """sum over terms of cg * y[:, j] * x[:, block]: (E, C), or None without terms."""
+    acc = None
+    for xb, j, cg in terms:
+        t = (cg * y[:, j])[:, None] * _col(xg, xb, plan.c)
+        acc = t if acc is None else acc + t
+    return acc
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
+def _conv(x_cm, y, w, senders, receivers, n_nodes, plan):
+    xg = x_cm[senders]
+    cols = []
+    for wb, terms in plan.out_terms:
+        m = _pre_weight(plan, xg, y, terms)
+        cols.append(jnp.zeros((xg.shape[0], plan.c), xg.dtype) if m is None else m * _col(w, wb, plan.c))
+    msg = jnp.concatenate(cols, axis=-1)
+    return jax.ops.segment_sum(msg, receivers, num_segments=n_nodes, indices_are_sorted=True)
+
+
+def _conv_fwd(x_cm, y, w, senders, receivers, n_nodes, plan):
+    return _conv(x_cm, y, w, senders, receivers, n_nodes, plan), (x_cm, y, w, senders, receivers)
+
+
+def _conv_bwd(n_nodes, plan, res, g):
+    x_cm, y, w, senders, receivers = res
+    c = plan.c
+    xg = x_cm[senders]
+    gg = g[receivers]  # (E, D_out) cotangent of every edge message
+    dx = [None] * plan.x_blocks
+    dy = [None] * plan.sh_dim
+    dw = {}
+    for o, (wb, terms) in enumerate(plan.out_terms):
+        if not terms:
+            continue
+        go = _col(gg, o, c)
+        wq = _col(w, wb, c)
+        gw = go * wq
+        m = _pre_weight(plan, xg, y, terms)
+        dw[wb] = go * m if wb not in dw else dw[wb] + go * m
+        for xb, j, cg in terms:
+            tx = (cg * y[:, j])[:, None] * gw
+            dx[xb] = tx if dx[xb] is None else dx[xb] + tx
+            ty = cg * (_col(xg, xb, c) * gw)
+            dy[j] = ty if dy[j] is None else dy[j] + ty
+    e = xg.shape[0]
+    zeros = jnp.zeros((e, c), xg.dtype)
+    dxg = jnp.concatenate([zeros if d is None else d for d in dx], axis=-1)
+    dx_cm = jax.ops.segment_sum(dxg, senders, num_segments=n_nodes)
+    dy = jnp.stack([jnp.zeros((e,), y.dtype) if d is None else jnp.sum(d, axis=-1) for d in dy], axis=-1)
+    n_w = w.shape[-1] // c
+    dw = jnp.concatenate([dw.get(q, zeros) for q in range(n_w)], axis=-1)
+    return dx_cm, dy, dw, None, None
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
 def conv_messages(x: e3nn.IrrepsArray, sh: e3nn.IrrepsArray, w: jax.Array, senders: jax.Array,
                   receivers: jax.Array, n_nodes: int, filter_ir_out) -> e3nn.IrrepsArray:
     """Aggregated tensor-product messages per node.
@@ -68,40 +196,21 @@ def conv_messages(x: e3nn.IrrepsArray, sh: e3nn.IrrepsArray, w: jax.Array, sende
         filter_ir_out: irreps to keep.
 
     Returns:
-        IrrepsArray (N, ...) with the irreps of ``e3nn.tensor_product(x, sh, filter_ir_out)``.
+        IrrepsArray (N, ...) with the irreps of ``e3nn.tensor_product(x, sh, filter_ir_out)``,
+        regrouped.
     """
-    x = x.regroup()
-    sh = sh.regroup()
+    if x.irreps != x.irreps.regroup():
+        x = x.regroup()
+    if sh.irreps != sh.irreps.regroup():
+        sh = sh.regroup()
     muls = {mul for mul, _ in x.irreps}
     if len(muls) != 1 or any(mul != 1 for mul, _ in sh.irreps):
         raise ValueError(f"conv_messages needs one multiplicity in x ({x.irreps}) and 1 in sh ({sh.irreps})")
-    c = muls.pop()
-    paths = _paths(x.irreps, sh.irreps, filter_ir_out)
-    # e3nn sorts the output irreps stably: the weights of path q start at C * rank(q)
-    sorted_irreps, perm, _ = e3nn.Irreps([(c, ir3) for _, _, ir3 in paths]).sort()
-    if w.shape[-1] != c * len(paths):
-        raise ValueError(f"expected {c * len(paths)} weights per edge, got {w.shape[-1]}")
-    # node features with channels last: (N, d, C), gathered on the edges
-    xs = [jnp.swapaxes(chunk, -1, -2)[senders] for chunk in x.chunks]
-    ys = [chunk[:, 0, :] for chunk in sh.chunks]  # (E, d2)
-    blocks = [None] * len(paths)
-    for q, (a, b, ir3) in enumerate(paths):
-        rank = perm[q]
-        wq = w[:, rank * c:(rank + 1) * c]
-        ir1, ir2 = x.irreps[a].ir, sh.irreps[b].ir
-        comps = []
-        for k in range(ir3.dim):
-            acc = None
-            for i, j, kk, cg in _sparse_cg(ir1.l, ir2.l, ir3.l):
-                if kk != k:
-                    continue
-                term = (cg * ys[b][:, j])[:, None] * xs[a][:, i, :]
-                acc = term if acc is None else acc + term
-            if acc is None:
-                comps.append(jnp.zeros((n_nodes, c), x.dtype))
-            else:
-                comps.append(jax.ops.segment_sum(acc * wq, receivers, num_segments=n_nodes,
-                                                 indices_are_sorted=True))
-        blocks[rank] = jnp.stack(comps, axis=-1)  # (N, C, d3): e3nn's mul_ir layout
-    out = jnp.concatenate([blk.reshape(n_nodes, -1) for blk in blocks], axis=-1)
-    return e3nn.IrrepsArray(sorted_irreps, out).regroup()
+    plan, out_irreps = _plan(x.irreps, sh.irreps, e3nn.Irreps(filter_ir_out))
+    n_w = len({wb for wb, _ in plan.out_terms})
+    if w.shape[-1] != plan.c * n_w:
+        raise ValueError(f"expected {plan.c * n_w} weights per edge, got {w.shape[-1]}")
+    out_cm = _conv(_to_component_major(x.array, x.irreps), sh.array, w, senders, receivers, n_nodes, plan)
+    out = _from_component_major(out_cm, out_irreps)
+    # consecutive equal irreps merge without moving data: regrouping is a relabelling
+    return e3nn.IrrepsArray(out_irreps.regroup(), out)
