@@ -14,7 +14,8 @@ Writes to --out-dir (default benchmarks/results/race):
   race.png    log-log plot of time against atoms
 
     python benchmarks/race.py                 # full matrix (about 15 minutes on 2 cores)
-    python benchmarks/race.py --quick         # 1000 atoms, l_max 1, one thread
+    python benchmarks/race.py --quick         # 1000 atoms, l_max 1, one and two threads
+    python benchmarks/race.py --quick --rounds 5 --out-dir benchmarks/results/race-quick5
     python benchmarks/race.py --tuned-malloc --out-dir benchmarks/results/race-tuned
 
 ``--tuned-malloc`` runs *both* codes with ``GLIBC_TUNABLES`` = :data:`TUNED_MALLOC`
@@ -39,7 +40,7 @@ FULL = [
     (1000, 1, 2, "float32", True), (1000, 2, 1, "float32", False), (1000, 2, 2, "float32", False),
     (1000, 1, 1, "float64", False), (64, 1, 1, "float32", False),
 ]
-QUICK = [(1000, 1, 1, "float32", True)]
+QUICK = [(1000, 1, 1, "float32", True), (1000, 1, 2, "float32", False)]
 TUNED_MALLOC = "glibc.malloc.hugetlb=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=100000000000"
 
 
@@ -71,21 +72,37 @@ def peer_cmd(py, script, n, lmax, threads, dtype, ase, iters, warmup):
     return cmd + ([] if ase else ["--skip-ase"])
 
 
+def _median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else 0.5 * (xs[len(xs) // 2 - 1] + xs[len(xs) // 2])
+
+
 def pair_rows(raw):
+    """One row per configuration. With several rounds (--rounds), times are medians over rounds
+    and ``ratio`` is the median of the per-round ratios (each round runs both codes back to
+    back), with ``ratio_min``/``ratio_max``."""
     out = []
-    keys = sorted({(r["natoms"], r["lmax"], r["threads"], r["dtype"]) for r in raw if r["code"] == "eqlr_jax"})
-    for k in keys:
-        ours = next(r for r in raw if r["code"] == "eqlr_jax" and (r["natoms"], r["lmax"], r["threads"], r["dtype"]) == k)
-        peer = next((r for r in raw if r["code"] == "nequip-torch" and (r["n_atoms"], r["l_max"], r["threads"],
-                                                                          r["dtype"]) == k), None)
-        row = dict(natoms=k[0], lmax=k[1], threads=k[2], dtype=k[3], edges=ours["edges"],
-                   ours_ms=ours["model_ms"], ours_ase_ms=ours.get("ase_ms"), ours_compile_s=ours["compile_s"],
-                   ours_rss_mb=ours["peak_rss_mb"], ours_params=ours["n_params"])
+    key = lambda r: (r["natoms"], r["lmax"], r["threads"], r["dtype"])  # noqa: E731
+    pkey = lambda r: (r["n_atoms"], r["l_max"], r["threads"], r["dtype"])  # noqa: E731
+    for k in sorted({key(r) for r in raw if r["code"] == "eqlr_jax"}):
+        ours = [r for r in raw if r["code"] == "eqlr_jax" and key(r) == k]
+        peer = [r for r in raw if r["code"] == "nequip-torch" and pkey(r) == k]
+        med = lambda rs, f: None if not rs or rs[0].get(f) is None else round(_median([r[f] for r in rs]), 3)  # noqa: E731
+        row = dict(natoms=k[0], lmax=k[1], threads=k[2], dtype=k[3], edges=ours[0]["edges"], rounds=len(ours),
+                   ours_ms=med(ours, "model_ms"), ours_ase_ms=med(ours, "ase_ms"),
+                   ours_compile_s=med(ours, "compile_s"), ours_rss_mb=max(r["peak_rss_mb"] for r in ours),
+                   ours_params=ours[0]["n_params"])
         if peer:
-            row.update(peer_ms=peer["model_ms"], peer_ase_ms=peer.get("ase_ms"), peer_rss_mb=peer["max_rss_mb"],
-                       peer_params=peer["n_params"], ratio=round(ours["model_ms"] / peer["model_ms"], 3))
-            if row["ours_ase_ms"] and row["peer_ase_ms"]:
-                row["ase_ratio"] = round(row["ours_ase_ms"] / row["peer_ase_ms"], 3)
+            row.update(peer_ms=med(peer, "model_ms"), peer_ase_ms=med(peer, "ase_ms"),
+                       peer_rss_mb=max(r["max_rss_mb"] for r in peer), peer_params=peer[0]["n_params"])
+            pairs = [(o, q) for o in ours for q in peer if o.get("round", 0) == q.get("round", 0)]
+            ratios = [o["model_ms"] / q["model_ms"] for o, q in pairs]
+            row["ratio"] = round(_median(ratios), 3)
+            if len(ratios) > 1:
+                row["ratio_min"], row["ratio_max"] = round(min(ratios), 3), round(max(ratios), 3)
+            ase = [o["ase_ms"] / q["ase_ms"] for o, q in pairs if o.get("ase_ms") and q.get("ase_ms")]
+            if ase:
+                row["ase_ratio"] = round(_median(ase), 3)
         out.append(row)
     return out
 
@@ -112,6 +129,9 @@ def targets(rows):
         t["ase_ratio_1000"] = dict(value=r["ase_ratio"], target="<= 0.6", met=r["ase_ratio"] <= 0.6)
     if r:
         t["compile_s_1000"] = dict(value=r["ours_compile_s"], target="<= 10", met=r["ours_compile_s"] <= 10)
+    r2 = get(1000, 1, 2)
+    if r2:
+        t["compile_s_1000_2thread"] = dict(value=r2["ours_compile_s"], target="<= 10", met=r2["ours_compile_s"] <= 10)
     r64 = get(1000, 1, 1, "float64")
     if r and r64:
         f = r64["ours_ms"] / r["ours_ms"]
@@ -172,6 +192,8 @@ def main():
     p.add_argument("--no-peer", action="store_true", help="time eqlr_jax only")
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=1,
+                   help="repeat every configuration (both codes, back to back) this many times; report medians")
     p.add_argument("--tuned-malloc", action="store_true", help="run both codes with GLIBC_TUNABLES=" + TUNED_MALLOC)
     a = p.parse_args()
     env = dict(os.environ, GLIBC_TUNABLES=TUNED_MALLOC) if a.tuned_malloc else None
@@ -185,7 +207,7 @@ def main():
     os.makedirs(a.out_dir, exist_ok=True)
     raw = []
     with open(os.path.join(a.out_dir, "race.jsonl"), "w") as fh:
-        for idx, (n, l, th, dt, ase) in enumerate(configs):
+        for idx, (rnd, (n, l, th, dt, ase)) in enumerate((r, c) for r in range(a.rounds) for c in configs):
             # l_max 2 takes seconds per call: fewer repetitions for both codes
             it, wu = (3, 1) if l == 2 else (a.iters, a.warmup)
             jobs = [("ours", ours_cmd(n, l, th, dt, ase, it, wu))]
@@ -194,8 +216,10 @@ def main():
             if idx % 2:
                 jobs.reverse()  # alternate who goes first
             for who, cmd in jobs:
-                print(f"[race] {who}: {n} atoms, l_max {l}, {th} thread(s), {dt}", file=sys.stderr, flush=True)
+                print(f"[race] round {rnd}, {who}: {n} atoms, l_max {l}, {th} thread(s), {dt}", file=sys.stderr,
+                      flush=True)
                 row = run_json(cmd, th, env)
+                row["round"] = rnd
                 if who == "peer":  # ours already says code="eqlr_jax"
                     row["code"] = "nequip-torch"
                     row["threads"] = th
