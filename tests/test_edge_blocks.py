@@ -98,6 +98,8 @@ def test_edge_block_must_be_positive():
         eqlr_jax.NequIPConfig(species=("H",), edge_block=0)
     with pytest.raises(ValueError, match="edge_block"):
         eqlr_jax.NequIPConfig(species=("H",), edge_block="big")
+    with pytest.raises(ValueError, match="edge_block"):  # bool is an int in Python: refused
+        eqlr_jax.NequIPConfig(species=("H",), edge_block=True)
 
 
 def test_auto_edge_block_caps_the_number_of_blocks():

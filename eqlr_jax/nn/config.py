@@ -93,7 +93,8 @@ class NequIPConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (self.edge_block is None or self.edge_block == "auto"
-                or (isinstance(self.edge_block, int) and self.edge_block >= 1)):
+                or (isinstance(self.edge_block, int) and not isinstance(self.edge_block, bool)
+                    and self.edge_block >= 1)):
             raise ValueError(f"edge_block must be an int >= 1, None or 'auto', got {self.edge_block!r}")
         if not self.avg_num_neighbors > 0:
             raise ValueError(f"avg_num_neighbors must be positive, got {self.avg_num_neighbors}")
