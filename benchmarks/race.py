@@ -26,6 +26,7 @@ PyTorch allocate large temporaries on every call.
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -72,11 +73,6 @@ def peer_cmd(py, script, n, lmax, threads, dtype, ase, iters, warmup):
     return cmd + ([] if ase else ["--skip-ase"])
 
 
-def _median(xs):
-    xs = sorted(xs)
-    return xs[len(xs) // 2] if len(xs) % 2 else 0.5 * (xs[len(xs) // 2 - 1] + xs[len(xs) // 2])
-
-
 def pair_rows(raw):
     """One row per configuration. With several rounds (--rounds), times are medians over rounds
     and ``ratio`` is the median of the per-round ratios (each round runs both codes back to
@@ -87,7 +83,7 @@ def pair_rows(raw):
     for k in sorted({key(r) for r in raw if r["code"] == "eqlr_jax"}):
         ours = [r for r in raw if r["code"] == "eqlr_jax" and key(r) == k]
         peer = [r for r in raw if r["code"] == "nequip-torch" and pkey(r) == k]
-        med = lambda rs, f: None if not rs or rs[0].get(f) is None else round(_median([r[f] for r in rs]), 3)  # noqa: E731
+        med = lambda rs, f: None if not rs or rs[0].get(f) is None else round(statistics.median([r[f] for r in rs]), 3)  # noqa: E731
         row = dict(natoms=k[0], lmax=k[1], threads=k[2], dtype=k[3], edges=ours[0]["edges"], rounds=len(ours),
                    ours_ms=med(ours, "model_ms"), ours_ase_ms=med(ours, "ase_ms"),
                    ours_compile_s=med(ours, "compile_s"), ours_rss_mb=max(r["peak_rss_mb"] for r in ours),
@@ -97,12 +93,12 @@ def pair_rows(raw):
                        peer_rss_mb=max(r["max_rss_mb"] for r in peer), peer_params=peer[0]["n_params"])
             pairs = [(o, q) for o in ours for q in peer if o.get("round", 0) == q.get("round", 0)]
             ratios = [o["model_ms"] / q["model_ms"] for o, q in pairs]
-            row["ratio"] = round(_median(ratios), 3)
+            row["ratio"] = round(statistics.median(ratios), 3)
             if len(ratios) > 1:
                 row["ratio_min"], row["ratio_max"] = round(min(ratios), 3), round(max(ratios), 3)
             ase = [o["ase_ms"] / q["ase_ms"] for o, q in pairs if o.get("ase_ms") and q.get("ase_ms")]
             if ase:
-                row["ase_ratio"] = round(_median(ase), 3)
+                row["ase_ratio"] = round(statistics.median(ase), 3)
         out.append(row)
     return out
 

@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from .tensor_product import conv_messages
+from .tensor_product import conv_irreps_out, conv_messages
 
 __all__ = ["RadialMLP", "radial_mlp", "edge_messages", "resolve_edge_block"]
 
@@ -94,8 +94,7 @@ def edge_messages(kernels, x: e3nn.IrrepsArray, sh: e3nn.IrrepsArray, radial: ja
     """
     n_edges = radial.shape[0]
     edge_block = resolve_edge_block(edge_block, n_edges)
-    out_irreps = e3nn.tensor_product(x.irreps.regroup(), sh.irreps.regroup(),
-                                     filter_ir_out=filter_ir_out).regroup()
+    out_irreps = conv_irreps_out(x.irreps, sh.irreps, filter_ir_out)
 
     def piece(xa, sha, rad, snd, rcv):
         w = radial_mlp(kernels, rad)

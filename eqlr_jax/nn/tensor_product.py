@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["conv_messages", "num_weights"]
+__all__ = ["conv_messages", "conv_irreps_out", "num_weights"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -62,8 +62,18 @@ def _paths(x_irreps: e3nn.Irreps, sh_irreps: e3nn.Irreps, filter_ir_out):
 
 def num_weights(x_irreps, sh_irreps, filter_ir_out) -> int:
     """Per-edge weights :func:`conv_messages` needs: one per channel of every path."""
-    x_irreps, sh_irreps = e3nn.Irreps(x_irreps).regroup(), e3nn.Irreps(sh_irreps).regroup()
-    return x_irreps[0].mul * len(_paths(x_irreps, sh_irreps, filter_ir_out))
+    plan, _ = _plan(*_regrouped(x_irreps, sh_irreps, filter_ir_out))
+    return plan.c * plan.n_w
+
+
+def conv_irreps_out(x_irreps, sh_irreps, filter_ir_out) -> e3nn.Irreps:
+    """Irreps of :func:`conv_messages`' output (those of ``e3nn.tensor_product``, regrouped)."""
+    _, out_irreps = _plan(*_regrouped(x_irreps, sh_irreps, filter_ir_out))
+    return out_irreps.regroup()
+
+
+def _regrouped(x_irreps, sh_irreps, filter_ir_out):
+    return e3nn.Irreps(x_irreps).regroup(), e3nn.Irreps(sh_irreps).regroup(), e3nn.Irreps(filter_ir_out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +85,7 @@ class _Plan:
     """
 
     c: int
+    n_w: int  # weight blocks (paths), C weights each
     x_blocks: int  # number of (C-wide) column blocks of x in component-major layout
     sh_dim: int
     out_terms: tuple  # per output column block: (weight block, ((x col block, sh col, cg), ...))
@@ -96,25 +107,17 @@ def _plan(x_irreps: e3nn.Irreps, sh_irreps: e3nn.Irreps, filter_ir_out: e3nn.Irr
         for k in range(ir3.dim):
             terms = tuple((int(x_start[a] + i), int(sh_start[b] + j), v) for i, j, kk, v in cg if kk == k)
             out_terms.append((int(perm[q]), terms))
-    plan = _Plan(c=c, x_blocks=int(x_start[-1]), sh_dim=int(sh_start[-1]), out_terms=tuple(out_terms))
+    plan = _Plan(c=c, n_w=len(paths), x_blocks=int(x_start[-1]), sh_dim=int(sh_start[-1]), out_terms=tuple(out_terms))
     return plan, sorted_irreps
 
 
-def _to_component_major(a: jax.Array, irreps: e3nn.Irreps) -> jax.Array:
-    """(N, irreps.dim) e3nn layout (per block: channel-major, index c*d+i) -> component-major
-    (per block: index i*C+c)."""
+def _swap_layout(a: jax.Array, irreps: e3nn.Irreps, to_component_major: bool) -> jax.Array:
+    """(N, irreps.dim) between e3nn's layout (per block channel-major, index c*d+i) and the
+    component-major one (per block index i*C+c)."""
     parts, off = [], 0
     for mul, ir in irreps:
-        blk = a[:, off:off + mul * ir.dim].reshape(-1, mul, ir.dim)
-        parts.append(jnp.swapaxes(blk, 1, 2).reshape(-1, mul * ir.dim))
-        off += mul * ir.dim
-    return jnp.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
-
-
-def _from_component_major(a: jax.Array, irreps: e3nn.Irreps) -> jax.Array:
-    parts, off = [], 0
-    for mul, ir in irreps:
-        blk = a[:, off:off + mul * ir.dim].reshape(-1, ir.dim, mul)
+        shape = (-1, mul, ir.dim) if to_component_major else (-1, ir.dim, mul)
+        blk = a[:, off:off + mul * ir.dim].reshape(shape)
         parts.append(jnp.swapaxes(blk, 1, 2).reshape(-1, mul * ir.dim))
         off += mul * ir.dim
     return jnp.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
@@ -174,8 +177,7 @@ def _conv_bwd(n_nodes, plan, res, g):
     dxg = jnp.concatenate([zeros if d is None else d for d in dx], axis=-1)
     dx_cm = jax.ops.segment_sum(dxg, senders, num_segments=n_nodes)
     dy = jnp.stack([jnp.zeros((e,), y.dtype) if d is None else jnp.sum(d, axis=-1) for d in dy], axis=-1)
-    n_w = w.shape[-1] // c
-    dw = jnp.concatenate([dw.get(q, zeros) for q in range(n_w)], axis=-1)
+    dw = jnp.concatenate([dw.get(q, zeros) for q in range(plan.n_w)], axis=-1)
     return dx_cm, dy, dw, None, None
 
 
@@ -207,10 +209,9 @@ def conv_messages(x: e3nn.IrrepsArray, sh: e3nn.IrrepsArray, w: jax.Array, sende
     if len(muls) != 1 or any(mul != 1 for mul, _ in sh.irreps):
         raise ValueError(f"conv_messages needs one multiplicity in x ({x.irreps}) and 1 in sh ({sh.irreps})")
     plan, out_irreps = _plan(x.irreps, sh.irreps, e3nn.Irreps(filter_ir_out))
-    n_w = len({wb for wb, _ in plan.out_terms})
-    if w.shape[-1] != plan.c * n_w:
-        raise ValueError(f"expected {plan.c * n_w} weights per edge, got {w.shape[-1]}")
-    out_cm = _conv(_to_component_major(x.array, x.irreps), sh.array, w, senders, receivers, n_nodes, plan)
-    out = _from_component_major(out_cm, out_irreps)
+    if w.shape[-1] != plan.c * plan.n_w:
+        raise ValueError(f"expected {plan.c * plan.n_w} weights per edge, got {w.shape[-1]}")
+    out_cm = _conv(_swap_layout(x.array, x.irreps, True), sh.array, w, senders, receivers, n_nodes, plan)
+    out = _swap_layout(out_cm, out_irreps, False)
     # consecutive equal irreps merge without moving data: regrouping is a relabelling
     return e3nn.IrrepsArray(out_irreps.regroup(), out)
