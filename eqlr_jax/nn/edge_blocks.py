@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from .tensor_product import conv_irreps_out, conv_messages
+from .tensor_product import conv_irreps_out, conv_messages_cm
 
 __all__ = ["RadialMLP", "radial_mlp", "edge_messages", "resolve_edge_block"]
 
@@ -78,32 +78,34 @@ def radial_mlp(kernels: Sequence[jax.Array], x: jax.Array) -> jax.Array:
     return x
 
 
-def edge_messages(kernels, x: e3nn.IrrepsArray, sh: e3nn.IrrepsArray, radial: jax.Array,
+def edge_messages(kernels, x: jax.Array, x_irreps, sh: jax.Array, sh_irreps, radial: jax.Array,
                   senders: jax.Array, receivers: jax.Array, n_nodes: int, filter_ir_out,
-                  edge_block: int | str | None) -> e3nn.IrrepsArray:
-    """sum over edges into receivers of radial_mlp(radial) * (x[senders] ⊗ sh).
+                  edge_block: int | str | None) -> tuple[jax.Array, e3nn.Irreps]:
+    """sum over edges into receivers of radial_mlp(radial) * (x[senders] ⊗ sh), component-major.
 
     Args:
         kernels: radial MLP kernels (:class:`RadialMLP`).
-        x: (N, ...) node features; sh: (E, ...) edge spherical harmonics; radial: (E, n_basis).
+        x: (N, x_irreps.dim) component-major node features (see :mod:`.cm`); sh: (E,
+            sh_irreps.dim) edge spherical harmonics; radial: (E, n_basis).
         senders, receivers: (E,) int, sorted by receiver.
         n_nodes: N, static. The last node must be a padding node (blocks are padded with
             edges into it that carry exactly zero).
         edge_block: edges per block; ``None`` or >= E: one piece, no recomputation;
             ``"auto"``: see :func:`resolve_edge_block`.
+
+    Returns:
+        ``(out, out_irreps)`` as :func:`.tensor_product.conv_messages_cm`.
     """
     n_edges = radial.shape[0]
     edge_block = resolve_edge_block(edge_block, n_edges)
-    out_irreps = conv_irreps_out(x.irreps, sh.irreps, filter_ir_out)
+    out_irreps = conv_irreps_out(x_irreps, sh_irreps, filter_ir_out)
 
     def piece(xa, sha, rad, snd, rcv):
         w = radial_mlp(kernels, rad)
-        msg = conv_messages(e3nn.IrrepsArray(x.irreps, xa), e3nn.IrrepsArray(sh.irreps, sha), w,
-                            snd, rcv, n_nodes, filter_ir_out)
-        return msg.array
+        return conv_messages_cm(xa, x_irreps, sha, sh_irreps, w, snd, rcv, n_nodes, filter_ir_out)[0]
 
     if edge_block is None or n_edges <= edge_block:
-        return e3nn.IrrepsArray(out_irreps, piece(x.array, sh.array, radial, senders, receivers))
+        return piece(x, sh, radial, senders, receivers), out_irreps
 
     n_blocks = -(-n_edges // edge_block)
     size = -(-n_edges // n_blocks)
@@ -114,12 +116,12 @@ def edge_messages(kernels, x: e3nn.IrrepsArray, sh: e3nn.IrrepsArray, radial: ja
         return a.reshape((n_blocks, size) + a.shape[1:])
 
     last = n_nodes - 1  # padding node: keeps receivers sorted; zero sh makes the edges inert
-    xs = (blocks(sh.array, 0), blocks(radial, 0), blocks(senders, last), blocks(receivers, last))
+    xs = (blocks(sh, 0), blocks(radial, 0), blocks(senders, last), blocks(receivers, last))
     step = jax.checkpoint(piece)
 
     def body(acc, blk):
-        return acc + step(x.array, *blk), None
+        return acc + step(x, *blk), None
 
     acc0 = jnp.zeros((n_nodes, out_irreps.dim), x.dtype)
     acc, _ = jax.lax.scan(body, acc0, xs)
-    return e3nn.IrrepsArray(out_irreps, acc)
+    return acc, out_irreps

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from .config import NequIPConfig
 from .radial import bessel_basis, polynomial_envelope
 from .edge_blocks import RadialMLP, edge_messages
+from . import cm
 from .tensor_product import num_weights
 
 __all__ = ["NequIP", "hidden_irreps"]
@@ -44,7 +45,11 @@ def _gate_input(target: e3nn.Irreps) -> e3nn.Irreps:
 
 
 class Interaction(nn.Module):
-    """One NequIP interaction block. Output irreps: ``target`` (those reachable from the input)."""
+    """One NequIP interaction block on component-major features (:mod:`.cm`).
+
+    Output irreps: ``target`` (those reachable from the input). Called with ``(h, h_irreps, ...)``,
+    returns ``(h_out, h_out_irreps)``.
+    """
 
     target: e3nn.Irreps
     n_species: int
@@ -53,29 +58,30 @@ class Interaction(nn.Module):
     edge_block: int | str | None = None
 
     @nn.compact
-    def __call__(self, h, sh, radial, species, senders, receivers, node_inputs=None):
+    def __call__(self, h, h_irreps, sh, sh_irreps, radial, species, senders, receivers, node_inputs=None):
         n_nodes = h.shape[0]
-        reachable = {ir for _, ir in e3nn.tensor_product(h.irreps, sh.irreps)}
+        reachable = {ir for _, ir in e3nn.tensor_product(h_irreps, sh_irreps)}
         target = e3nn.Irreps([(m, ir) for m, ir in self.target if ir in reachable])
         gate_in = _gate_input(target)
 
         # self-connection: a tensor product with the node attributes (one-hot species, plus
         # any extra per-atom scalars such as a charge encoding)
-        sc = e3nn.flax.Linear(gate_in, num_indexed_weights=self.n_species, force_irreps_out=True,
-                              name="self_connection")(species, h)
+        sc, sc_irreps = cm.Linear(gate_in, num_indexed_weights=self.n_species, force_irreps_out=True,
+                                  name="self_connection")(h, h_irreps, species)
         if node_inputs is not None:
-            sc = sc + e3nn.flax.Linear(gate_in, force_irreps_out=True, name="self_connection_inputs")(
-                node_inputs, h)
+            sc = sc + cm.Linear(gate_in, force_irreps_out=True, name="self_connection_inputs")(
+                h, h_irreps, node_inputs)[0]
 
-        x = e3nn.flax.Linear(h.irreps, name="linear_1")(h)
-        n_weights = num_weights(x.irreps, sh.irreps, gate_in)
+        x, x_irreps = cm.Linear(h_irreps, name="linear_1")(h, h_irreps)
+        n_weights = num_weights(x_irreps, sh_irreps, gate_in)
         kernels = RadialMLP(self.radial_mlp + (n_weights,), name="radial_mlp")(radial.shape[-1], radial.dtype)
         # = segment_sum(e3nn.tensor_product(x[senders], sh, filter_ir_out=gate_in) * mlp(radial), receivers)
-        agg = edge_messages(kernels, x, sh, radial, senders, receivers, n_nodes, gate_in, self.edge_block)
+        agg, agg_irreps = edge_messages(kernels, x, x_irreps, sh, sh_irreps, radial, senders, receivers, n_nodes,
+                                        gate_in, self.edge_block)
         agg = agg / math.sqrt(self.avg_num_neighbors)
-        y = e3nn.flax.Linear(gate_in, force_irreps_out=True, name="linear_2")(agg)
-        return e3nn.gate(y + sc, even_act=jax.nn.silu, odd_act=jnp.tanh, even_gate_act=jax.nn.silu,
-                         odd_gate_act=jnp.tanh)
+        y, y_irreps = cm.Linear(gate_in, force_irreps_out=True, name="linear_2")(agg, agg_irreps)
+        assert y_irreps == sc_irreps
+        return cm.gate(y + sc, y_irreps)
 
 
 class NequIP(nn.Module):
@@ -111,30 +117,29 @@ class NequIP(nn.Module):
         r = jnp.sqrt(jnp.sum(vec**2, axis=-1))
         env = polynomial_envelope(r, cfg.r_max, cfg.polynomial_p) * edge_mask
         radial = bessel_basis(r, cfg.num_bessel, cfg.r_max) * env[:, None]
-        sh = e3nn.spherical_harmonics(e3nn.Irreps.spherical_harmonics(cfg.l_max), vec, normalize=True,
-                                      normalization="component")
-        sh = sh * env[:, None]  # masked / out-of-range edges carry exactly zero
+        sh_irreps = e3nn.Irreps.spherical_harmonics(cfg.l_max)
+        sh = e3nn.spherical_harmonics(sh_irreps, vec, normalize=True, normalization="component").array
+        sh = sh * env[:, None]  # masked / out-of-range edges carry exactly zero (mul 1: any layout)
 
         onehot = jax.nn.one_hot(species, n_species, dtype=dtype)
         attrs = onehot if node_inputs is None else jnp.concatenate([onehot, node_inputs.astype(dtype)], -1)
-        h = e3nn.flax.Linear(f"{cfg.num_features}x0e", name="embedding")(
-            e3nn.IrrepsArray(f"{attrs.shape[-1]}x0e", attrs))
+        h, h_irreps = cm.Linear(f"{cfg.num_features}x0e", name="embedding")(attrs, f"{attrs.shape[-1]}x0e")
         extra = None if node_inputs is None else node_inputs.astype(dtype)
 
         hidden = hidden_irreps(cfg)
         radial_mlp = (cfg.radial_mlp_width,) * cfg.radial_mlp_depth
         for layer in range(cfg.num_layers):
             target = hidden if layer < cfg.num_layers - 1 else e3nn.Irreps(f"{cfg.num_features}x0e")
-            h = Interaction(target, n_species, cfg.avg_num_neighbors, radial_mlp, cfg.edge_block,
-                            name=f"layer_{layer}")(
-                h, sh, radial, species, senders, receivers, extra)
-
-        out = e3nn.flax.Linear(f"{max(cfg.num_features // 2, 1)}x0e", name="readout_hidden")(h)
-        out = e3nn.flax.Linear(f"{cfg.n_outputs}x0e", name="readout")(out).array
+            h, h_irreps = Interaction(target, n_species, cfg.avg_num_neighbors, radial_mlp, cfg.edge_block,
+                                      name=f"layer_{layer}")(
+                h, h_irreps, sh, sh_irreps, radial, species, senders, receivers, extra)
+        out, out_irreps = cm.Linear(f"{max(cfg.num_features // 2, 1)}x0e", name="readout_hidden")(h, h_irreps)
+        out, _ = cm.Linear(f"{cfg.n_outputs}x0e", name="readout")(out, out_irreps)
         scale0 = jnp.asarray(cfg.species_scale or (1.0,) * n_species, dtype)
         shift0 = jnp.asarray(cfg.species_shift or (0.0,) * n_species, dtype)
         scale = self.param("species_scale", lambda _: scale0)
         shift = self.param("species_shift", lambda _: shift0)
         first = out[:, 0] * scale[species] + shift[species]
         out = out.at[:, 0].set(first)
-        return out, h
+        # scalars only: the component-major layout is e3nn's
+        return out, e3nn.IrrepsArray(h_irreps, h)

@@ -40,7 +40,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["conv_messages", "conv_irreps_out", "num_weights"]
+from .cm import swap_layout
+
+__all__ = ["conv_messages", "conv_messages_cm", "conv_irreps_out", "num_weights"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -70,9 +72,10 @@ def num_weights(x_irreps, sh_irreps, filter_ir_out) -> int:
 
 
 def conv_irreps_out(x_irreps, sh_irreps, filter_ir_out) -> e3nn.Irreps:
-    """Irreps of :func:`conv_messages`' output (those of ``e3nn.tensor_product``, regrouped)."""
+    """Irreps of :func:`conv_messages_cm`' output: one block per path, sorted (those of
+    ``e3nn.tensor_product``, which :func:`conv_messages` regroups)."""
     _, out_irreps = _plan(*_regrouped(x_irreps, sh_irreps, filter_ir_out))
-    return out_irreps.regroup()
+    return out_irreps
 
 
 def _regrouped(x_irreps, sh_irreps, filter_ir_out):
@@ -112,18 +115,6 @@ def _plan(x_irreps: e3nn.Irreps, sh_irreps: e3nn.Irreps, filter_ir_out: e3nn.Irr
             out_terms.append((int(perm[q]), terms))
     plan = _Plan(c=c, n_w=len(paths), x_blocks=int(x_start[-1]), sh_dim=int(sh_start[-1]), out_terms=tuple(out_terms))
     return plan, sorted_irreps
-
-
-def _swap_layout(a: jax.Array, irreps: e3nn.Irreps, to_component_major: bool) -> jax.Array:
-    """(N, irreps.dim) between e3nn's layout (per block channel-major, index c*d+i) and the
-    component-major one (per block index i*C+c)."""
-    parts, off = [], 0
-    for mul, ir in irreps:
-        shape = (-1, mul, ir.dim) if to_component_major else (-1, ir.dim, mul)
-        blk = a[:, off:off + mul * ir.dim].reshape(shape)
-        parts.append(jnp.swapaxes(blk, 1, 2).reshape(-1, mul * ir.dim))
-        off += mul * ir.dim
-    return jnp.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
 
 
 _FUSE_MAX = 8  # XLA:CPU fuses a concatenate on a middle axis only up to this many operands
@@ -227,6 +218,33 @@ def _conv_bwd(n_nodes, plan, res, g):
 _conv.defvjp(_conv_fwd, _conv_bwd)
 
 
+def conv_messages_cm(x_cm: jax.Array, x_irreps, sh: jax.Array, sh_irreps, w: jax.Array, senders: jax.Array,
+                     receivers: jax.Array, n_nodes: int, filter_ir_out) -> tuple[jax.Array, e3nn.Irreps]:
+    """:func:`conv_messages` on component-major features (see :mod:`.cm`).
+
+    Args:
+        x_cm: (N, x_irreps.dim) component-major node features; ``x_irreps`` sorted, one
+            multiplicity C, each irrep once.
+        sh: (E, sh_irreps.dim) edge spherical harmonics (multiplicity 1 per l).
+        w, senders, receivers, n_nodes, filter_ir_out: as :func:`conv_messages`.
+
+    Returns:
+        ``(out_cm, out_irreps)``: (N, out_irreps.dim) component-major, one block per path, in
+        the sorted order of ``e3nn.tensor_product(...).irreps`` (not regrouped: in this layout,
+        merging two blocks of the same irrep would move data).
+    """
+    x_irreps, sh_irreps = e3nn.Irreps(x_irreps), e3nn.Irreps(sh_irreps)
+    muls = {mul for mul, _ in x_irreps}
+    if (len(muls) != 1 or any(mul != 1 for mul, _ in sh_irreps) or x_irreps != x_irreps.regroup()
+            or sh_irreps != sh_irreps.regroup()):
+        raise ValueError(f"conv_messages needs sorted irreps, one multiplicity in x ({x_irreps}) and 1 in "
+                         f"sh ({sh_irreps})")
+    plan, out_irreps = _plan(x_irreps, sh_irreps, e3nn.Irreps(filter_ir_out))
+    if w.shape[-1] != plan.c * plan.n_w:
+        raise ValueError(f"expected {plan.c * plan.n_w} weights per edge, got {w.shape[-1]}")
+    return _conv(x_cm, sh, w, senders, receivers, n_nodes, plan), out_irreps
+
+
 def conv_messages(x: e3nn.IrrepsArray, sh: e3nn.IrrepsArray, w: jax.Array, senders: jax.Array,
                   receivers: jax.Array, n_nodes: int, filter_ir_out) -> e3nn.IrrepsArray:
     """Aggregated tensor-product messages per node.
@@ -251,10 +269,8 @@ def conv_messages(x: e3nn.IrrepsArray, sh: e3nn.IrrepsArray, w: jax.Array, sende
     muls = {mul for mul, _ in x.irreps}
     if len(muls) != 1 or any(mul != 1 for mul, _ in sh.irreps):
         raise ValueError(f"conv_messages needs one multiplicity in x ({x.irreps}) and 1 in sh ({sh.irreps})")
-    plan, out_irreps = _plan(x.irreps, sh.irreps, e3nn.Irreps(filter_ir_out))
-    if w.shape[-1] != plan.c * plan.n_w:
-        raise ValueError(f"expected {plan.c * plan.n_w} weights per edge, got {w.shape[-1]}")
-    out_cm = _conv(_swap_layout(x.array, x.irreps, True), sh.array, w, senders, receivers, n_nodes, plan)
-    out = _swap_layout(out_cm, out_irreps, False)
+    out_cm, out_irreps = conv_messages_cm(swap_layout(x.array, x.irreps, True), x.irreps, sh.array, sh.irreps,
+                                          w, senders, receivers, n_nodes, filter_ir_out)
+    out = swap_layout(out_cm, out_irreps, False)
     # consecutive equal irreps merge without moving data: regrouping is a relabelling
     return e3nn.IrrepsArray(out_irreps.regroup(), out)
