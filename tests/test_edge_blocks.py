@@ -11,6 +11,7 @@ import pytest
 import eqlr_jax
 from eqlr_jax.graph import Capacity
 from eqlr_jax.nn.edge_blocks import RadialMLP, edge_messages, radial_mlp
+from eqlr_jax.nn.cm import swap_layout
 from eqlr_jax.nn.tensor_product import conv_messages
 
 from helpers import random_triclinic
@@ -60,11 +61,12 @@ def test_edge_blocks_equal_one_piece(block):
     n_w = 3 * 10
     kernels = [jnp.asarray(rng.normal(size=s)) for s in ((4, 8), (8, n_w))]
 
-    def total(x, vec, radial, kernels, block):
+    def total(x, vec, radial, kernels, block):  # component-major in and out
         sh = e3nn.spherical_harmonics("1x0e+1x1o", vec, normalize=True, normalization="component")
-        out = edge_messages(kernels, e3nn.IrrepsArray(irreps, x), sh, radial, senders, receivers, n, filt,
-                            block)
-        return out.array, jnp.sum(jnp.sin(out.array))
+        out, out_irreps = edge_messages(kernels, swap_layout(x, irreps, True), irreps, sh.array, sh.irreps, radial,
+                                        senders, receivers, n, filt, block)
+        out = swap_layout(out, out_irreps, False)
+        return out, jnp.sum(jnp.sin(out))
 
     ref, _ = total(x, vec, radial, kernels, None)
     sh = e3nn.spherical_harmonics("1x0e+1x1o", vec, normalize=True, normalization="component")

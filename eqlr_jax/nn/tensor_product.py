@@ -72,8 +72,7 @@ def num_weights(x_irreps, sh_irreps, filter_ir_out) -> int:
 
 
 def conv_irreps_out(x_irreps, sh_irreps, filter_ir_out) -> e3nn.Irreps:
-    """Irreps of :func:`conv_messages_cm`' output: one block per path, sorted (those of
-    ``e3nn.tensor_product``, which :func:`conv_messages` regroups)."""
+    """Irreps of the convolution's output: those of ``e3nn.tensor_product``, regrouped."""
     _, out_irreps = _plan(*_regrouped(x_irreps, sh_irreps, filter_ir_out))
     return out_irreps
 
@@ -105,16 +104,21 @@ def _plan(x_irreps: e3nn.Irreps, sh_irreps: e3nn.Irreps, filter_ir_out: e3nn.Irr
     x_start = np.cumsum([0] + [ir.dim for _, ir in x_irreps])  # in column blocks
     sh_start = np.cumsum([0] + [ir.dim for _, ir in sh_irreps])
     by_rank = sorted(range(len(paths)), key=lambda q: perm[q])
+    # Paths with the same output irrep are adjacent in the sorted order; their blocks merge into
+    # one component-major block (component k of every path, then component k+1, ...), so the
+    # output is in the component-major layout of the regrouped irreps.
+    groups = [list(g) for _, g in itertools.groupby(by_rank, key=lambda q: paths[q][2])]
     out_terms = []
-    for q in by_rank:
-        a, b, ir3 = paths[q]
-        ir1, ir2 = x_irreps[a].ir, sh_irreps[b].ir
-        cg = _sparse_cg(ir1.l, ir2.l, ir3.l)
+    for group in groups:
+        ir3 = paths[group[0]][2]
         for k in range(ir3.dim):
-            terms = tuple((int(x_start[a] + i), int(sh_start[b] + j), v) for i, j, kk, v in cg if kk == k)
-            out_terms.append((int(perm[q]), terms))
+            for q in group:
+                a, b, _ = paths[q]
+                cg = _sparse_cg(x_irreps[a].ir.l, sh_irreps[b].ir.l, ir3.l)
+                terms = tuple((int(x_start[a] + i), int(sh_start[b] + j), v) for i, j, kk, v in cg if kk == k)
+                out_terms.append((int(perm[q]), terms))
     plan = _Plan(c=c, n_w=len(paths), x_blocks=int(x_start[-1]), sh_dim=int(sh_start[-1]), out_terms=tuple(out_terms))
-    return plan, sorted_irreps
+    return plan, sorted_irreps.regroup()
 
 
 _FUSE_MAX = 8  # XLA:CPU fuses a concatenate on a middle axis only up to this many operands
@@ -229,9 +233,9 @@ def conv_messages_cm(x_cm: jax.Array, x_irreps, sh: jax.Array, sh_irreps, w: jax
         w, senders, receivers, n_nodes, filter_ir_out: as :func:`conv_messages`.
 
     Returns:
-        ``(out_cm, out_irreps)``: (N, out_irreps.dim) component-major, one block per path, in
-        the sorted order of ``e3nn.tensor_product(...).irreps`` (not regrouped: in this layout,
-        merging two blocks of the same irrep would move data).
+        ``(out_cm, out_irreps)``: (N, out_irreps.dim) component-major, with the regrouped irreps
+        of ``e3nn.tensor_product(...)`` (the paths into one irrep are the channels of its block,
+        in e3nn's order).
     """
     x_irreps, sh_irreps = e3nn.Irreps(x_irreps), e3nn.Irreps(sh_irreps)
     muls = {mul for mul, _ in x_irreps}
@@ -271,6 +275,4 @@ def conv_messages(x: e3nn.IrrepsArray, sh: e3nn.IrrepsArray, w: jax.Array, sende
         raise ValueError(f"conv_messages needs one multiplicity in x ({x.irreps}) and 1 in sh ({sh.irreps})")
     out_cm, out_irreps = conv_messages_cm(swap_layout(x.array, x.irreps, True), x.irreps, sh.array, sh.irreps,
                                           w, senders, receivers, n_nodes, filter_ir_out)
-    out = swap_layout(out_cm, out_irreps, False)
-    # consecutive equal irreps merge without moving data: regrouping is a relabelling
-    return e3nn.IrrepsArray(out_irreps.regroup(), out)
+    return e3nn.IrrepsArray(out_irreps, swap_layout(out_cm, out_irreps, False))
