@@ -3,7 +3,6 @@ config) and ``params.msgpack`` (flax serialisation, dtypes kept), so save/load r
 for bit."""
 from __future__ import annotations
 
-import io as _io
 import json
 import os
 import zipfile
