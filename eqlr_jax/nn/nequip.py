@@ -4,6 +4,11 @@ Pipeline: species (+ optional extra per-atom scalars) -> linear embedding -> ``n
 interaction block (linear, tensor-product convolution with spherical harmonics weighted by a
 radial MLP, scatter-sum / sqrt(avg_num_neighbors), linear, species-indexed self-connection,
 gate) -> scalar readout -> per-species scale and shift.
+
+Features are kept in the component-major layout of :mod:`.cm` from the embedding to the readout;
+the layers compute exactly what e3nn-jax's ``Linear``, ``gate`` and ``tensor_product`` compute,
+with the same parameter tree (``tests/test_cm.py`` compares the whole network with the same
+network written with e3nn's layers, ``tests/e3nn_reference.py``).
 """
 from __future__ import annotations
 
