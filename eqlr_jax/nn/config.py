@@ -51,7 +51,7 @@ class NequIPConfig:
             recomputes their forward pass (see ``nn/edge_blocks.py``). This bounds memory and,
             on CPU, is faster too (smaller buffers stay in cache; ``benchmarks/bench_memory.py``).
             ``None``: never. ``"auto"`` (default): on CPU, blocks of 4096
-            edges, at most 8 blocks; never on other devices. The
+            edges, at most 32 blocks; never on other devices. The
             results are the same up to rounding.
     """
 
