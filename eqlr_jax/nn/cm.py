@@ -107,6 +107,12 @@ class Linear(nn.Module):
                     params[i_out] = self.param(f"w[{i_in},{i_out}] {regrouped[i_in]},{out_irreps[i_out]}",
                                                nn.initializers.normal(stddev=1.0), lead + (mul_in, mul_out),
                                                dtype)
+        # e3nn's normalisation 1/sqrt(fan-in of the output irrep) ("element" paths, "path"
+        # gradients) is applied to the inputs, once per block, rather than to every weight
+        if coef is None:
+            scale = jnp.concatenate([jnp.full((mul * ir.dim,), 1.0 / math.sqrt(regrouped[reg_index[ir]].mul), dtype)
+                                     for mul, ir in irreps_in if mul > 0])
+            x = x * scale
         in_blocks = blocks(x, irreps_in)
         outs = []
         for i_out, (mul_out, ir_out) in enumerate(out_irreps):
@@ -114,19 +120,18 @@ class Linear(nn.Module):
                 outs.append(jnp.zeros((n, ir_out.dim, mul_out), dtype))
                 continue
             mul_in = regrouped[reg_index[ir_out]].mul
-            w = params[i_out].astype(dtype) / math.sqrt(mul_in)  # "element" path normalisation
+            w = params[i_out].astype(dtype)
             acc = None
             for blk, (mul, ir), r0 in zip(in_blocks, irreps_in, row0):
                 if ir != ir_out or mul == 0:
                     continue
                 wb = w[..., r0:r0 + mul, :]
-                flat = blk.reshape(n * ir.dim, mul)
                 if coef is None:
-                    t = (flat @ wb).reshape(n, ir.dim, mul_out)
-                else:  # one product for every weight set, then the per-atom combination
+                    t = (blk.reshape(n * ir.dim, mul) @ wb).reshape(n, ir.dim, mul_out)
+                else:  # sum_k coef_k (x @ W_k) = (coef (x) x) @ W as one product, W not transposed
                     k = lead[0]
-                    t = flat @ jnp.moveaxis(wb, 0, 1).reshape(mul, k * mul_out)
-                    t = jnp.einsum("ndkw,nk->ndw", t.reshape(n, ir.dim, k, mul_out), coef)
+                    xk = blk[:, :, None, :] * (coef * (1.0 / math.sqrt(mul_in)))[:, None, :, None]
+                    t = (xk.reshape(n * ir.dim, k * mul) @ wb.reshape(k * mul, mul_out)).reshape(n, ir.dim, mul_out)
                 acc = t if acc is None else acc + t
             outs.append(acc)
         return _concat(outs, n, dtype), out_irreps
