@@ -1,6 +1,8 @@
 """Test oracle: the NequIP network written with e3nn-jax's own layers in e3nn's layout
 (``e3nn.flax.Linear``, ``e3nn.gate``, ``e3nn.tensor_product`` + ``segment_sum``), as eqlr_jax
-had it before its component-major layers. Same parameter tree as ``eqlr_jax.nn.NequIP``."""
+had it before its component-major layers. Same parameter tree as ``eqlr_jax.nn.NequIP``; the
+edge features, node attributes and species scale/shift are the network's own helpers (they are
+not what the comparison tests)."""
 import math
 
 import e3nn_jax as e3nn
@@ -10,19 +12,8 @@ import jax.numpy as jnp
 
 from eqlr_jax.nn.config import NequIPConfig
 from eqlr_jax.nn.edge_blocks import RadialMLP, radial_mlp
-from eqlr_jax.nn.nequip import hidden_irreps
-from eqlr_jax.nn.radial import bessel_basis, polynomial_envelope
+from eqlr_jax.nn.nequip import _gate_input, edge_features, hidden_irreps, node_attributes, scale_shift
 from eqlr_jax.nn.tensor_product import num_weights
-
-
-def _gate_input(target: e3nn.Irreps) -> e3nn.Irreps:
-    """Irreps to feed ``e3nn.gate`` so it outputs ``target``: scalars, one 0e gate per gated irrep,
-    then the gated (l > 0) irreps."""
-    scalars = e3nn.Irreps([(m, ir) for m, ir in target if ir.l == 0])
-    gated = e3nn.Irreps([(m, ir) for m, ir in target if ir.l > 0])
-    if gated.num_irreps == 0:
-        return scalars
-    return scalars + e3nn.Irreps(f"{gated.num_irreps}x0e") + gated
 
 
 class Interaction(nn.Module):
@@ -83,27 +74,12 @@ class ReferenceNequIP(nn.Module):
     @nn.compact
     def __call__(self, edge_vectors, species, senders, receivers, edge_mask, node_inputs=None):
         cfg = self.config
-        dtype = edge_vectors.dtype
         n_species = len(cfg.species)
-        if (node_inputs is None) != (cfg.n_node_inputs == 0):
-            raise ValueError(f"config.n_node_inputs={cfg.n_node_inputs} but node_inputs "
-                             f"{'missing' if node_inputs is None else 'given'}")
-
-        # Padded edges get a safe vector beyond the cutoff: finite norm, zero envelope.
-        safe = jnp.asarray([2.0 * cfg.r_max, 0.0, 0.0], dtype)
-        vec = jnp.where(edge_mask[:, None], edge_vectors, safe)
-        r = jnp.sqrt(jnp.sum(vec**2, axis=-1))
-        env = polynomial_envelope(r, cfg.r_max, cfg.polynomial_p) * edge_mask
-        radial = bessel_basis(r, cfg.num_bessel, cfg.r_max) * env[:, None]
-        sh = e3nn.spherical_harmonics(e3nn.Irreps.spherical_harmonics(cfg.l_max), vec, normalize=True,
-                                      normalization="component")
-        sh = sh * env[:, None]  # masked / out-of-range edges carry exactly zero
-
-        onehot = jax.nn.one_hot(species, n_species, dtype=dtype)
-        attrs = onehot if node_inputs is None else jnp.concatenate([onehot, node_inputs.astype(dtype)], -1)
+        sh, sh_irreps, radial = edge_features(cfg, edge_vectors, edge_mask)
+        sh = e3nn.IrrepsArray(sh_irreps, sh)
+        attrs, extra = node_attributes(cfg, species, node_inputs, edge_vectors.dtype)
         h = e3nn.flax.Linear(f"{cfg.num_features}x0e", name="embedding")(
             e3nn.IrrepsArray(f"{attrs.shape[-1]}x0e", attrs))
-        extra = None if node_inputs is None else node_inputs.astype(dtype)
 
         hidden = hidden_irreps(cfg)
         radial_mlp = (cfg.radial_mlp_width,) * cfg.radial_mlp_depth
@@ -115,10 +91,5 @@ class ReferenceNequIP(nn.Module):
 
         out = e3nn.flax.Linear(f"{max(cfg.num_features // 2, 1)}x0e", name="readout_hidden")(h)
         out = e3nn.flax.Linear(f"{cfg.n_outputs}x0e", name="readout")(out).array
-        scale0 = jnp.asarray(cfg.species_scale or (1.0,) * n_species, dtype)
-        shift0 = jnp.asarray(cfg.species_shift or (0.0,) * n_species, dtype)
-        scale = self.param("species_scale", lambda _: scale0)
-        shift = self.param("species_shift", lambda _: shift0)
-        first = out[:, 0] * scale[species] + shift[species]
-        out = out.at[:, 0].set(first)
+        out = scale_shift(self, cfg, out, species)
         return out, h

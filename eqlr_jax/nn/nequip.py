@@ -25,7 +25,7 @@ from .edge_blocks import RadialMLP, edge_messages
 from . import cm
 from .tensor_product import num_weights
 
-__all__ = ["NequIP", "hidden_irreps"]
+__all__ = ["NequIP", "hidden_irreps", "edge_features", "node_attributes", "scale_shift"]
 
 
 def hidden_irreps(cfg: NequIPConfig) -> e3nn.Irreps:
@@ -89,6 +89,47 @@ class Interaction(nn.Module):
         return cm.gate(y + sc, y_irreps)
 
 
+def edge_features(cfg: NequIPConfig, edge_vectors, edge_mask):
+    """Spherical harmonics and radial basis of the edges, exactly zero on masked edges.
+
+    Returns ``(sh, sh_irreps, radial)``: sh (E, sh_irreps.dim) (multiplicity 1 per l, so the
+    same in e3nn's and the component-major layout), radial (E, num_bessel).
+    """
+    # Padded edges get a safe vector beyond the cutoff: finite norm, zero envelope.
+    safe = jnp.asarray([2.0 * cfg.r_max, 0.0, 0.0], edge_vectors.dtype)
+    vec = jnp.where(edge_mask[:, None], edge_vectors, safe)
+    r = jnp.sqrt(jnp.sum(vec**2, axis=-1))
+    env = polynomial_envelope(r, cfg.r_max, cfg.polynomial_p) * edge_mask
+    radial = bessel_basis(r, cfg.num_bessel, cfg.r_max) * env[:, None]
+    sh_irreps = e3nn.Irreps.spherical_harmonics(cfg.l_max)
+    sh = e3nn.spherical_harmonics(sh_irreps, vec, normalize=True, normalization="component").array
+    return sh * env[:, None], sh_irreps, radial  # masked / out-of-range edges carry exactly zero
+
+
+def node_attributes(cfg: NequIPConfig, species, node_inputs, dtype):
+    """``(attrs, extra)``: one-hot species followed by the extra per-atom scalars (N, S + n),
+    and the extra scalars alone (or None). Checks node_inputs against the config."""
+    if (node_inputs is None) != (cfg.n_node_inputs == 0):
+        raise ValueError(f"config.n_node_inputs={cfg.n_node_inputs} but node_inputs "
+                         f"{'missing' if node_inputs is None else 'given'}")
+    onehot = jax.nn.one_hot(species, len(cfg.species), dtype=dtype)
+    if node_inputs is None:
+        return onehot, None
+    extra = node_inputs.astype(dtype)
+    return jnp.concatenate([onehot, extra], -1), extra
+
+
+def scale_shift(module: nn.Module, cfg: NequIPConfig, out, species):
+    """Column 0 of ``out`` times the per-species scale plus the per-species shift (parameters
+    ``species_scale`` and ``species_shift`` of ``module``)."""
+    n_species = len(cfg.species)
+    scale0 = jnp.asarray(cfg.species_scale or (1.0,) * n_species, out.dtype)
+    shift0 = jnp.asarray(cfg.species_shift or (0.0,) * n_species, out.dtype)
+    scale = module.param("species_scale", lambda _: scale0)
+    shift = module.param("species_shift", lambda _: shift0)
+    return out.at[:, 0].set(out[:, 0] * scale[species] + shift[species])
+
+
 class NequIP(nn.Module):
     """Per-atom scalar outputs from edge vectors.
 
@@ -110,26 +151,10 @@ class NequIP(nn.Module):
     @nn.compact
     def __call__(self, edge_vectors, species, senders, receivers, edge_mask, node_inputs=None):
         cfg = self.config
-        dtype = edge_vectors.dtype
         n_species = len(cfg.species)
-        if (node_inputs is None) != (cfg.n_node_inputs == 0):
-            raise ValueError(f"config.n_node_inputs={cfg.n_node_inputs} but node_inputs "
-                             f"{'missing' if node_inputs is None else 'given'}")
-
-        # Padded edges get a safe vector beyond the cutoff: finite norm, zero envelope.
-        safe = jnp.asarray([2.0 * cfg.r_max, 0.0, 0.0], dtype)
-        vec = jnp.where(edge_mask[:, None], edge_vectors, safe)
-        r = jnp.sqrt(jnp.sum(vec**2, axis=-1))
-        env = polynomial_envelope(r, cfg.r_max, cfg.polynomial_p) * edge_mask
-        radial = bessel_basis(r, cfg.num_bessel, cfg.r_max) * env[:, None]
-        sh_irreps = e3nn.Irreps.spherical_harmonics(cfg.l_max)
-        sh = e3nn.spherical_harmonics(sh_irreps, vec, normalize=True, normalization="component").array
-        sh = sh * env[:, None]  # masked / out-of-range edges carry exactly zero (mul 1: any layout)
-
-        onehot = jax.nn.one_hot(species, n_species, dtype=dtype)
-        attrs = onehot if node_inputs is None else jnp.concatenate([onehot, node_inputs.astype(dtype)], -1)
+        sh, sh_irreps, radial = edge_features(cfg, edge_vectors, edge_mask)
+        attrs, extra = node_attributes(cfg, species, node_inputs, edge_vectors.dtype)
         h, h_irreps = cm.Linear(f"{cfg.num_features}x0e", name="embedding")(attrs, f"{attrs.shape[-1]}x0e")
-        extra = None if node_inputs is None else node_inputs.astype(dtype)
 
         hidden = hidden_irreps(cfg)
         radial_mlp = (cfg.radial_mlp_width,) * cfg.radial_mlp_depth
@@ -140,11 +165,6 @@ class NequIP(nn.Module):
                 h, h_irreps, sh, sh_irreps, radial, species, senders, receivers, extra)
         out, out_irreps = cm.Linear(f"{max(cfg.num_features // 2, 1)}x0e", name="readout_hidden")(h, h_irreps)
         out, _ = cm.Linear(f"{cfg.n_outputs}x0e", name="readout")(out, out_irreps)
-        scale0 = jnp.asarray(cfg.species_scale or (1.0,) * n_species, dtype)
-        shift0 = jnp.asarray(cfg.species_shift or (0.0,) * n_species, dtype)
-        scale = self.param("species_scale", lambda _: scale0)
-        shift = self.param("species_shift", lambda _: shift0)
-        first = out[:, 0] * scale[species] + shift[species]
-        out = out.at[:, 0].set(first)
+        out = scale_shift(self, cfg, out, species)
         # scalars only: the component-major layout is e3nn's
         return out, e3nn.IrrepsArray(h_irreps, h)

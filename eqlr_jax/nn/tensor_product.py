@@ -270,9 +270,6 @@ def conv_messages(x: e3nn.IrrepsArray, sh: e3nn.IrrepsArray, w: jax.Array, sende
         x = x.regroup()
     if sh.irreps != sh.irreps.regroup():
         sh = sh.regroup()
-    muls = {mul for mul, _ in x.irreps}
-    if len(muls) != 1 or any(mul != 1 for mul, _ in sh.irreps):
-        raise ValueError(f"conv_messages needs one multiplicity in x ({x.irreps}) and 1 in sh ({sh.irreps})")
     out_cm, out_irreps = conv_messages_cm(swap_layout(x.array, x.irreps, True), x.irreps, sh.array, sh.irreps,
                                           w, senders, receivers, n_nodes, filter_ir_out)
     return e3nn.IrrepsArray(out_irreps, swap_layout(out_cm, out_irreps, False))
