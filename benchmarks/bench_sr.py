@@ -66,6 +66,8 @@ def run_one(args) -> dict:
 
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
+    if args.matmul_precision:
+        jax.config.update("jax_default_matmul_precision", args.matmul_precision)
     import jax.numpy as jnp
     import numpy as np
 
@@ -121,6 +123,10 @@ def run_one(args) -> dict:
     row["loadavg_1min"] = round(os.getloadavg()[0], 2)
     row["jax"] = jax.__version__
     row["device"] = jax.devices()[0].device_kind
+    row["energy"] = float(np.asarray(pot(graph, compute_stress=periodic)["energy"]).ravel()[0])
+    stats = jax.devices()[0].memory_stats() if jax.default_backend() != "cpu" else None
+    if stats and "peak_bytes_in_use" in stats:
+        row["gpu_peak_mb"] = round(stats["peak_bytes_in_use"] / 2**20, 1)
     if args.all_times:
         row["model_ms_all"] = [round(t, 3) for t in all_model]
     return row
@@ -141,6 +147,8 @@ def parser():
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--skip-ase", action="store_true")
     p.add_argument("--all-times", action="store_true")
+    p.add_argument("--matmul-precision", default=None, choices=["highest", "high", "default"],
+                   help="jax_default_matmul_precision (on a GPU, 'default' allows TF32)")
     p.add_argument("--all", action="store_true",
                    help="run the issue-2 matrix (NaCl 64/512/1000/4096 × l_max 1, 2), one subprocess each")
     return p
