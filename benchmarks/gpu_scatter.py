@@ -1,0 +1,86 @@
+#!/usr/bin/env python
+"""The message scatter on a GPU: XLA's sorted scatter-add against column chunks.
+
+Part 1 times ``jax.ops.segment_sum`` of (327,680, F) messages into 12,288 sorted segments (the
+10,648-atom NaCl graph's shape) for F = 704 (l_max 1) and 2976 (l_max 2): sorted indices,
+unsorted indices, and the columns in 8 or 31 chunks. Part 2 times the whole energy + forces +
+stress call at 10,648 atoms, l_max 2 and 1, with the library's rule (messages scattered in
+chunks of at most ``tensor_product.GPU_SCATTER_COLUMNS`` columns on GPUs) and without it
+(one scatter). One JSON line per measurement::
+
+    python benchmarks/gpu_scatter.py > benchmarks/results/gpu/scatter.jsonl
+"""
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+def median_ms(f, *args, n=10):
+    import jax
+
+    jax.block_until_ready(f(*args))
+    jax.block_until_ready(f(*args))
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter()
+        jax.block_until_ready(f(*args))
+        ts.append(1e3 * (time.perf_counter() - t))
+    return round(statistics.median(ts), 3)
+
+
+def main():
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scale", type=float, default=1.0, help="shrink rows, segments and atoms (to try it on a CPU)")
+    a = ap.parse_args()
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_default_matmul_precision", "highest")
+    dev = jax.devices()[0].device_kind
+    e, n = int(327680 * a.scale), int(12288 * a.scale)
+    rcv = jnp.sort(jax.random.randint(jax.random.PRNGKey(0), (e,), 0, n - 1))
+
+    def chunked(k):
+        return lambda m, r: jnp.concatenate([jax.ops.segment_sum(p, r, n, indices_are_sorted=True)
+                                             for p in jnp.split(m, k, axis=1)], 1)
+
+    variants = {"sorted": lambda m, r: jax.ops.segment_sum(m, r, n, indices_are_sorted=True),
+                "unsorted": lambda m, r: jax.ops.segment_sum(m, r, n), "chunks8": chunked(8), "chunks31": chunked(31)}
+    for f in (704, 2976):
+        m = jax.random.normal(jax.random.PRNGKey(1), (e, f))
+        for name, fn in variants.items():
+            if f % 31 == 0 or name != "chunks31":
+                print(json.dumps(dict(part="scatter", device=dev, rows=e, segments=n, columns=f, variant=name,
+                                      ms=median_ms(jax.jit(fn), m, rcv))), flush=True)
+        del m
+
+    import eqlr_jax
+    from eqlr_jax.nn import tensor_product
+    from eqlr_jax.potential import predict
+    from bench_sr import build_atoms
+
+    rule = tensor_product._scatter_columns
+    for lmax in (2, 1):
+        cfg = eqlr_jax.NequIPConfig(species=("Na", "Cl"), r_max=5.0, l_max=lmax)
+        pot = eqlr_jax.Potential.init(cfg, seed=0)
+        atoms = build_atoms("nacl", int(10000 * a.scale))
+        g, _ = pot.graph(eqlr_jax.Structure.from_ase(atoms), dtype=jnp.float32)
+        for chunks in (True, False):
+            tensor_product._scatter_columns = rule if chunks else (lambda: None)
+            t0 = time.perf_counter()
+            c = jax.jit(lambda p, g: predict.__wrapped__(cfg, p, g, compute_stress=True)).lower(pot.params, g).compile()
+            print(json.dumps(dict(part="network", device=dev, natoms=len(atoms), lmax=lmax,
+                                  scatter_chunks=rule() if chunks else None,
+                                  compile_s=round(time.perf_counter() - t0, 1), ms=median_ms(c, pot.params, g))),
+                  flush=True)
+    tensor_product._scatter_columns = rule
+
+
+if __name__ == "__main__":
+    main()
