@@ -114,3 +114,6 @@ def test_auto_edge_block_caps_the_number_of_blocks():
         big = 114688
         block = resolve_edge_block("auto", big)
         assert -(-big // block) <= MAX_AUTO_BLOCKS and block >= CPU_EDGE_BLOCK
+        assert resolve_edge_block("auto", 1000, itemsize=8) == CPU_EDGE_BLOCK // 2  # same bytes in float64
+        huge = 10**6
+        assert -(-huge // resolve_edge_block("auto", huge)) <= MAX_AUTO_BLOCKS

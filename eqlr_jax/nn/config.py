@@ -50,8 +50,8 @@ class NequIPConfig:
             are processed in blocks of at most ``edge_block`` edges whose backward pass
             recomputes their forward pass (see ``nn/edge_blocks.py``). This bounds memory and,
             on CPU, is faster too (smaller buffers stay in cache; ``benchmarks/bench_memory.py``).
-            ``None``: never. ``"auto"`` (default): on CPU, blocks of 4096
-            edges, at most 32 blocks; never on other devices. The
+            ``None``: never. ``"auto"`` (default): on CPU, blocks of 1024
+            edges (512 in float64), at most 128 blocks; never on other devices. The
             results are the same up to rounding.
     """
 

@@ -23,19 +23,23 @@ from .tensor_product import conv_irreps_out, conv_messages_cm
 
 __all__ = ["RadialMLP", "radial_mlp", "edge_messages", "resolve_edge_block"]
 
-CPU_EDGE_BLOCK = 4096  # fastest of 2048-32768 at 1000 NaCl atoms, l_max 1 and 2, f32 and f64, 2-core CPU
-MAX_AUTO_BLOCKS = 32  # every block also costs O(nodes) (its scatter target, its node cotangent);
-# 26 blocks of 4096 at 4096 NaCl atoms were 18 % faster than 8 of 13.1k (2-core CPU, l_max 1)
+# Edges per block for 4-byte floats (half as many for float64, so a block holds the same bytes).
+# 2-core CPU, one process, alternating, 1000 NaCl atoms, 1 thread, l_max 1 float32: 1024 edges
+# took 0.64-0.67 of the time of 4096 (0.91 with 2 threads); l_max 2: 0.85; float64 blocks of 512
+# took 0.67 of 4096. At 4096 atoms, 103 blocks of 1024 took 0.63 of 29 blocks of 3.6k.
+CPU_EDGE_BLOCK = 1024
+MAX_AUTO_BLOCKS = 128  # every block also costs O(nodes) in the backward pass (its node cotangent)
 
 
-def resolve_edge_block(edge_block: int | str | None, n_edges: int) -> int | None:
-    """``"auto"`` on the CPU backend: blocks of :data:`CPU_EDGE_BLOCK` edges, but at most
-    :data:`MAX_AUTO_BLOCKS` blocks (each block touches every node once, so many blocks would make
-    the cost grow as nodes x edges); ``None`` on other backends. Other values pass through."""
+def resolve_edge_block(edge_block: int | str | None, n_edges: int, itemsize: int = 4) -> int | None:
+    """``"auto"`` on the CPU backend: blocks of :data:`CPU_EDGE_BLOCK` edges (scaled by
+    4 / ``itemsize``, the bytes of the float type), but at most :data:`MAX_AUTO_BLOCKS` blocks
+    (each block touches every node once in the backward pass, so many blocks would make the cost
+    grow as nodes x edges); ``None`` on other backends. Other values pass through."""
     if edge_block == "auto":
         if jax.default_backend() != "cpu":
             return None
-        return max(CPU_EDGE_BLOCK, -(-n_edges // MAX_AUTO_BLOCKS))
+        return max(CPU_EDGE_BLOCK * 4 // itemsize, -(-n_edges // MAX_AUTO_BLOCKS))
     return edge_block
 
 
@@ -98,7 +102,7 @@ def edge_messages(kernels, x: jax.Array, x_irreps, sh: jax.Array, sh_irreps, rad
         ``(out, out_irreps)`` as :func:`.tensor_product.conv_messages_cm`.
     """
     n_edges = radial.shape[0]
-    edge_block = resolve_edge_block(edge_block, n_edges)
+    edge_block = resolve_edge_block(edge_block, n_edges, jnp.dtype(radial.dtype).itemsize)
     out_irreps = conv_irreps_out(x_irreps, sh_irreps, filter_ir_out)
 
     def piece(xa, sha, rad, snd, rcv):

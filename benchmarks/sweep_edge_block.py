@@ -1,0 +1,72 @@
+#!/usr/bin/env python
+"""``edge_block`` values against each other in one process, alternating (CPU).
+
+Compiles the SR energy + forces + stress call (rattled rock-salt NaCl, the race's
+hyperparameters) once per ``DTYPE:EDGE_BLOCK`` spec, then runs the compiled calls in turn,
+``--rounds`` times, so that drift of the machine hits every variant alike. One JSON line per spec,
+with ``rel`` = its median over the first spec's median::
+
+    python benchmarks/sweep_edge_block.py --natoms 1000 --threads 1 float32:4096 float32:2048 float32:1024 float32:512
+
+A spec's EDGE_BLOCK is an int, ``auto`` or ``none``. Float64 specs turn on ``jax_enable_x64``
+for the whole process (float32 specs then run with 64-bit indices too: compare float64 against
+float32 only within such a run).
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("specs", nargs="+", help="DTYPE:EDGE_BLOCK, e.g. float32:1024")
+    p.add_argument("--natoms", type=int, default=1000)
+    p.add_argument("--lmax", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=10)
+    a = p.parse_args()
+    os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: a.threads]))
+    import jax
+
+    if any(s.startswith("float64") for s in a.specs):
+        jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    import eqlr_jax
+    from eqlr_jax.potential import predict
+    from bench_sr import build_atoms
+
+    atoms = build_atoms("nacl", a.natoms)
+    runs = {}
+    for spec in a.specs:
+        dtype, eb = spec.split(":")
+        eb = eb if eb == "auto" else (None if eb == "none" else int(eb))
+        cfg = eqlr_jax.NequIPConfig(species=("Na", "Cl"), r_max=5.0, l_max=a.lmax, edge_block=eb)
+        pot = eqlr_jax.Potential.init(cfg, seed=0)
+        g, _ = pot.graph(eqlr_jax.Structure.from_ase(atoms), dtype=jnp.dtype(dtype))
+        prm = jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, pot.params)
+        t0 = time.perf_counter()
+        c = jax.jit(lambda q, h, cfg=cfg: predict.__wrapped__(cfg, q, h, compute_stress=True)).lower(prm, g).compile()
+        compile_s = time.perf_counter() - t0
+        jax.block_until_ready(c(prm, g))
+        runs[spec] = (c, prm, g, compile_s)
+    times = {k: [] for k in runs}
+    for _ in range(a.rounds):
+        for k, (c, prm, g, _) in runs.items():
+            t = time.perf_counter()
+            jax.block_until_ready(c(prm, g))
+            times[k].append(1e3 * (time.perf_counter() - t))
+    base = statistics.median(times[a.specs[0]])
+    for k, ts in times.items():
+        print(json.dumps(dict(spec=k, natoms=len(atoms), lmax=a.lmax, threads=a.threads, rounds=a.rounds,
+                              compile_s=round(runs[k][3], 1), ms=round(statistics.median(ts), 1),
+                              ms_min=round(min(ts), 1), rel=round(statistics.median(ts) / base, 3))), flush=True)
+
+
+if __name__ == "__main__":
+    main()
