@@ -23,6 +23,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 
 
 
@@ -77,26 +78,16 @@ def table(raw):
 
 
 def plot(rows, path):
-    import matplotlib
+    from race import loglog
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    series = []
     for l in sorted({r["lmax"] for r in rows}):
         sel = sorted([r for r in rows if r["lmax"] == l and r["dtype"] == "float32"], key=lambda r: r["natoms"])
         for key, style, name in (("ours_ms", "o-", "eqlr_jax"), ("peer_ms", "s--", "NequIP-torch")):
             pts = [(r["natoms"], r[key]) for r in sel if r[key]]
             if len(pts) > 1:
-                ax.plot(*zip(*pts), style, label=f"{name} l_max {l}")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("atoms (rattled rock-salt NaCl)")
-    ax.set_ylabel("energy + forces on the GPU, ms (median)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+                series.append((f"{name} l_max {l}", style, *map(list, zip(*pts))))
+    loglog(series, path, "energy + forces on the GPU, ms (median)")
 
 
 def main():

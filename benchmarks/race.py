@@ -152,31 +152,38 @@ def markdown(rows, tg):
     return "\n".join(lines)
 
 
-def plot(rows, path):
+def loglog(series, path, ylabel):
+    """Save a log-log plot of time against atoms: series = [(label, style, atoms, ms), ...]."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
+    for label, style, x, y in series:
+        ax.plot(x, y, style, label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("atoms (rattled rock-salt NaCl)")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def plot(rows, path):
+    series = []
     for l, th in sorted({(r["lmax"], r["threads"]) for r in rows if r["dtype"] == "float32"}):
         sel = sorted([r for r in rows if (r["lmax"], r["threads"], r["dtype"]) == (l, th, "float32")],
                      key=lambda r: r["natoms"])
         if len(sel) < 2:
             continue
-        n = [r["natoms"] for r in sel]
-        ax.plot(n, [r["ours_ms"] for r in sel], "o-", label=f"eqlr_jax l_max {l}, {th} thr")
+        series.append((f"eqlr_jax l_max {l}, {th} thr", "o-", [r["natoms"] for r in sel], [r["ours_ms"] for r in sel]))
         pk = [(r["natoms"], r["peer_ms"]) for r in sel if "peer_ms" in r]
         if pk:
-            ax.plot(*zip(*pk), "s--", label=f"NequIP-torch l_max {l}, {th} thr")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("atoms (rattled rock-salt NaCl)")
-    ax.set_ylabel("energy + forces, ms (median)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+            series.append((f"NequIP-torch l_max {l}, {th} thr", "s--", *map(list, zip(*pk))))
+    loglog(series, path, "energy + forces, ms (median)")
 
 
 def main():

@@ -19,7 +19,8 @@ How it is fast on CPU (XLA):
   elementwise product of contiguous (edges, channels) slices. Each path is a short sum over the
   non-zero CG coefficients; no dense CG tensor, no wide einsum.
 - One gather of node features and one scatter of messages per call.
-- The backward pass is written by hand (``jax.custom_vjp``): one gather of the output cotangent,
+- The backward pass of the per-edge messages is written by hand (``jax.custom_vjp``); with the
+  gather and scatter around it (left to autodiff) it is one gather of the output cotangent and
   one scatter of the feature cotangent. Left to autodiff, every slice of the forward pass becomes
   a zero-padded node-sized array in the backward pass, and XLA sums dozens of them per block.
   Its per-block outputs are assembled by :func:`_stack_cols`, so that XLA fuses them into a few
@@ -200,26 +201,35 @@ def sum_into_receivers(msg: jax.Array, receivers: jax.Array, n_nodes: int, max_c
                             for a, b in zip(bounds[:-1], bounds[1:])], axis=-1)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
 def _conv(x_cm, y, w, senders, receivers, n_nodes, plan):
-    xg = x_cm[senders]
+    """Gather, per-edge messages (custom backward pass), scatter into the receivers.
+
+    The gather's and the scatter's own derivatives (a scatter of the feature cotangent, a gather
+    of the output cotangent) are left to autodiff: the custom rule sees no integer arrays, which
+    keeps reverse-over-reverse differentiation working inside the edge-block scan (JAX fails to
+    transpose a scan twice through a custom_vjp with integer residuals).
+    """
+    msg = _messages(x_cm[senders], y, w, plan)
+    return sum_into_receivers(msg, receivers, n_nodes, _scatter_columns())
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _messages(xg, y, w, plan):
+    """(E, x dim) gathered features, (E, sh dim), (E, weights) -> (E, out dim) edge messages."""
     cols = []
     for wb, terms in plan.out_terms:
         m = _pre_weight(plan, xg, y, terms)
         cols.append(jnp.zeros((xg.shape[0], plan.c), xg.dtype) if m is None else m * _col(w, wb, plan.c))
-    msg = jnp.concatenate(cols, axis=-1)
-    return sum_into_receivers(msg, receivers, n_nodes, _scatter_columns())
+    return jnp.concatenate(cols, axis=-1)
 
 
-def _conv_fwd(x_cm, y, w, senders, receivers, n_nodes, plan):
-    return _conv(x_cm, y, w, senders, receivers, n_nodes, plan), (x_cm, y, w, senders, receivers)
+def _messages_fwd(xg, y, w, plan):
+    return _messages(xg, y, w, plan), (xg, y, w)
 
 
-def _conv_bwd(n_nodes, plan, res, g):
-    x_cm, y, w, senders, receivers = res
+def _messages_bwd(plan, res, gg):
+    xg, y, w = res  # gg: (E, D_out) cotangent of every edge message
     c = plan.c
-    xg = x_cm[senders]
-    gg = g[receivers]  # (E, D_out) cotangent of every edge message
     dx = [None] * plan.x_blocks
     dy = [None] * plan.sh_dim
     dw = {}
@@ -238,15 +248,14 @@ def _conv_bwd(n_nodes, plan, res, g):
             dy[j] = ty if dy[j] is None else dy[j] + ty
     e = xg.shape[0]
     zeros = jnp.zeros((e, c), xg.dtype)
-    dxg = _stack_cols([zeros if d is None else d for d in dx])
-    dx_cm = jax.ops.segment_sum(dxg, senders, num_segments=n_nodes)[:, :plan.x_blocks * c]
+    dxg = _stack_cols([zeros if d is None else d for d in dx])[:, :plan.x_blocks * c]
     dy = _stack_cols([zeros if d is None else d for d in dy])
     dy = jnp.sum(dy.reshape(e, -1, c), axis=-1)[:, :plan.sh_dim]
     dw = _stack_cols([dw.get(q, zeros) for q in range(plan.n_w)])[:, :plan.n_w * c]
-    return dx_cm, dy, dw, None, None
+    return dxg, dy, dw
 
 
-_conv.defvjp(_conv_fwd, _conv_bwd)
+_messages.defvjp(_messages_fwd, _messages_bwd)
 
 
 def conv_messages_cm(x_cm: jax.Array, x_irreps, sh: jax.Array, sh_irreps, w: jax.Array, senders: jax.Array,
