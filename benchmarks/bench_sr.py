@@ -47,7 +47,7 @@ def build_atoms(system: str, natoms: int, rattle: float = 0.05, seed: int = 0):
     raise ValueError(f"unknown system {system!r}")
 
 
-def _median_ms(fn, warmup: int, iters: int):
+def median_ms(fn, warmup: int, iters: int):
     for _ in range(warmup):
         fn()
     wall, cpu = [], []
@@ -57,6 +57,31 @@ def _median_ms(fn, warmup: int, iters: int):
         wall.append(1e3 * (time.perf_counter() - t0))
         cpu.append(1e3 * (time.process_time() - c0))
     return statistics.median(wall), statistics.median(cpu), wall
+
+
+def parse_edge_block(text: str):
+    """``edge_block`` from the command line: an int, ``auto`` or ``none``."""
+    return text if text == "auto" else (None if text == "none" else int(text))
+
+
+def compile_call(atoms, lmax: int, dtype: str = "float32", **config):
+    """The race's energy + forces + stress call on ``atoms`` (species Na, Cl; r_max 5 Å; other
+    ``NequIPConfig`` fields from ``config``), compiled ahead of time, with float parameters cast
+    to ``dtype``. Returns ``(compiled, params, graph, compile_s)``; run it as
+    ``compiled(params, graph)``."""
+    import jax
+    import jax.numpy as jnp
+
+    import eqlr_jax
+    from eqlr_jax.potential import predict
+
+    cfg = eqlr_jax.NequIPConfig(species=("Na", "Cl"), r_max=5.0, l_max=lmax, **config)
+    pot = eqlr_jax.Potential.init(cfg, seed=0)
+    graph, _ = pot.graph(eqlr_jax.Structure.from_ase(atoms), dtype=jnp.dtype(dtype))
+    params = jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, pot.params)
+    t0 = time.perf_counter()
+    compiled = jax.jit(lambda q, g: predict.__wrapped__(cfg, q, g, compute_stress=True)).lower(params, graph).compile()
+    return compiled, params, graph, time.perf_counter() - t0
 
 
 def run_one(args) -> dict:
@@ -90,7 +115,7 @@ def run_one(args) -> dict:
     t0 = time.perf_counter()
     model()
     compile_s = time.perf_counter() - t0
-    model_ms, model_cpu_ms, all_model = _median_ms(model, args.warmup, args.iters)
+    model_ms, model_cpu_ms, all_model = median_ms(model, args.warmup, args.iters)
 
     row = dict(code="eqlr_jax", system=args.system, natoms=len(atoms), edges=int(np.sum(np.asarray(graph.edge_mask))),
                lmax=args.lmax, features=args.features, layers=args.layers, parity=not args.no_parity,
@@ -116,8 +141,8 @@ def run_one(args) -> dict:
                         edges=[neighbor_list(s, pot.cutoff)])
 
         ase_call()
-        row["ase_ms"] = round(_median_ms(ase_call, args.warmup, args.iters)[0], 3)
-        row["nl_ms"] = round(_median_ms(nl_call, 1, args.iters)[0], 3)
+        row["ase_ms"] = round(median_ms(ase_call, args.warmup, args.iters)[0], 3)
+        row["nl_ms"] = round(median_ms(nl_call, 1, args.iters)[0], 3)
         row["ase_compiles"] = calc.n_compiles
     row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     row["loadavg_1min"] = round(os.getloadavg()[0], 2)

@@ -12,24 +12,18 @@ chunks of at most ``tensor_product.GPU_SCATTER_COLUMNS`` columns on GPUs) and wi
 """
 import json
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
-def median_ms(f, *args, n=10):
+def call_ms(f, *args, n=10):
+    """Median ms of ``f(*args)`` over n calls after 2 warm-up calls."""
     import jax
 
-    jax.block_until_ready(f(*args))
-    jax.block_until_ready(f(*args))
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        ts.append(1e3 * (time.perf_counter() - t))
-    return round(statistics.median(ts), 3)
+    from bench_sr import median_ms
+
+    return round(median_ms(lambda: jax.block_until_ready(f(*args)), 2, n)[0], 3)
 
 
 def main():
@@ -57,28 +51,21 @@ def main():
         for name, fn in variants.items():
             if f % 31 == 0 or name != "chunks31":
                 print(json.dumps(dict(part="scatter", device=dev, rows=e, segments=n, columns=f, variant=name,
-                                      ms=median_ms(jax.jit(fn), m, rcv))), flush=True)
+                                      ms=call_ms(jax.jit(fn), m, rcv))), flush=True)
         del m
 
-    import eqlr_jax
     from eqlr_jax.nn import tensor_product
-    from eqlr_jax.potential import predict
-    from bench_sr import build_atoms
+    from bench_sr import build_atoms, compile_call
 
     rule = tensor_product._scatter_columns
+    atoms = build_atoms("nacl", int(10000 * a.scale))
     for lmax in (2, 1):
-        cfg = eqlr_jax.NequIPConfig(species=("Na", "Cl"), r_max=5.0, l_max=lmax)
-        pot = eqlr_jax.Potential.init(cfg, seed=0)
-        atoms = build_atoms("nacl", int(10000 * a.scale))
-        g, _ = pot.graph(eqlr_jax.Structure.from_ase(atoms), dtype=jnp.float32)
         for chunks in (True, False):
             tensor_product._scatter_columns = rule if chunks else (lambda: None)
-            t0 = time.perf_counter()
-            c = jax.jit(lambda p, g: predict.__wrapped__(cfg, p, g, compute_stress=True)).lower(pot.params, g).compile()
+            c, params, g, compile_s = compile_call(atoms, lmax)
             print(json.dumps(dict(part="network", device=dev, natoms=len(atoms), lmax=lmax,
                                   scatter_chunks=rule() if chunks else None,
-                                  compile_s=round(time.perf_counter() - t0, 1), ms=median_ms(c, pot.params, g))),
-                  flush=True)
+                                  compile_s=round(compile_s, 1), ms=call_ms(c, params, g))), flush=True)
     tensor_product._scatter_columns = rule
 
 

@@ -20,7 +20,6 @@ matmul precision. Usage::
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 import warnings
@@ -49,7 +48,7 @@ def main():
     from nequip.model import NequIPGNNModel
     from nequip.utils.global_state import set_global_state
 
-    from bench_sr import build_atoms
+    from bench_sr import build_atoms, median_ms
 
     set_global_state(allow_tf32=a.tf32)
     species = ["Na", "Cl"]
@@ -66,16 +65,9 @@ def main():
     sync = torch.cuda.synchronize if cuda else (lambda: None)
 
     def timed(fn, warmup, iters):
-        for _ in range(warmup):
-            fn()
-        sync()
-        ts = []
-        for _ in range(iters):
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            ts.append(1e3 * (time.perf_counter() - t0))
-        return statistics.median(ts), ts
+        """(median ms, all ms) of fn followed by a device synchronisation."""
+        med, _, ts = median_ms(lambda: (fn(), sync()), warmup, iters)
+        return med, ts
 
     data = calc.atoms_to_data(atoms)
 

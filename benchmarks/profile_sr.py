@@ -61,24 +61,11 @@ def main():
     if a.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     jax.config.update("jax_default_matmul_precision", "highest")
-    import jax.numpy as jnp
+    from bench_sr import build_atoms, compile_call, parse_edge_block
 
-    import eqlr_jax
-    from eqlr_jax.potential import predict
-    from bench_sr import build_atoms
-
-    kw = {}
-    if a.edge_block is not None:
-        kw["edge_block"] = None if a.edge_block == "none" else (a.edge_block if a.edge_block == "auto"
-                                                               else int(a.edge_block))
-    cfg = eqlr_jax.NequIPConfig(species=("Na", "Cl"), r_max=5.0, l_max=a.lmax, **kw)
-    pot = eqlr_jax.Potential.init(cfg, seed=0)
+    kw = {} if a.edge_block is None else {"edge_block": parse_edge_block(a.edge_block)}
     atoms = build_atoms("nacl", a.natoms)
-    graph, _ = pot.graph(eqlr_jax.Structure.from_ase(atoms), dtype=jnp.dtype(a.dtype))
-    t0 = time.perf_counter()
-    comp = jax.jit(lambda prm, g: predict.__wrapped__(cfg, prm, g, compute_stress=True)).lower(
-        pot.params, graph).compile()
-    compile_s = time.perf_counter() - t0
+    comp, params, graph, compile_s = compile_call(atoms, a.lmax, a.dtype, **kw)
     hlo = comp.as_text()
     if a.hlo:
         with open(a.hlo, "w") as fh:
@@ -86,7 +73,7 @@ def main():
     names = op_names(hlo)
 
     def call():
-        jax.block_until_ready(comp(pot.params, graph))
+        jax.block_until_ready(comp(params, graph))
 
     call()
     call()
@@ -121,7 +108,7 @@ def main():
         per_part[part(on, a.depth)] += ms
         count[part(on, a.depth)] += 1
     total = sum(per_kernel.values())
-    res = dict(natoms=len(atoms), lmax=a.lmax, dtype=a.dtype, edge_block=str(cfg.edge_block),
+    res = dict(natoms=len(atoms), lmax=a.lmax, dtype=a.dtype, edge_block=str(kw.get("edge_block", "auto")),
                device=jax.devices()[0].device_kind, compile_s=round(compile_s, 2),
                wall_ms=sorted(walls)[len(walls) // 2], kernel_ms=round(total, 2), n_kernels=len(per_kernel),
                parts={k: round(v, 3) for k, v in per_part.most_common()},

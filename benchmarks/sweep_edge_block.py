@@ -35,24 +35,13 @@ def main():
 
     if any(s.startswith("float64") for s in a.specs):
         jax.config.update("jax_enable_x64", True)
-    import jax.numpy as jnp
-
-    import eqlr_jax
-    from eqlr_jax.potential import predict
-    from bench_sr import build_atoms
+    from bench_sr import build_atoms, compile_call, parse_edge_block
 
     atoms = build_atoms("nacl", a.natoms)
     runs = {}
     for spec in a.specs:
         dtype, eb = spec.split(":")
-        eb = eb if eb == "auto" else (None if eb == "none" else int(eb))
-        cfg = eqlr_jax.NequIPConfig(species=("Na", "Cl"), r_max=5.0, l_max=a.lmax, edge_block=eb)
-        pot = eqlr_jax.Potential.init(cfg, seed=0)
-        g, _ = pot.graph(eqlr_jax.Structure.from_ase(atoms), dtype=jnp.dtype(dtype))
-        prm = jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, pot.params)
-        t0 = time.perf_counter()
-        c = jax.jit(lambda q, h, cfg=cfg: predict.__wrapped__(cfg, q, h, compute_stress=True)).lower(prm, g).compile()
-        compile_s = time.perf_counter() - t0
+        c, prm, g, compile_s = compile_call(atoms, a.lmax, dtype, edge_block=parse_edge_block(eb))
         jax.block_until_ready(c(prm, g))
         runs[spec] = (c, prm, g, compile_s)
     times = {k: [] for k in runs}
