@@ -42,6 +42,7 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--depth", type=int, default=3, help="op_name components kept when grouping")
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--kernels", type=int, default=0, help="also list the N slowest kernels to compile")
     a = p.parse_args()
     from profile_sr import op_names, part
 
@@ -81,6 +82,11 @@ def main():
     print(json.dumps({k: v for k, v in res.items() if k != "parts"}))
     for k, v in per_part.most_common(a.top):
         print(f"  {v / 1e3:6.2f} s {count[k]:4d} kernels  {k}")
+    if a.kernels:
+        total = collections.Counter({k: ms["MLIR"][k] + ms["LLVM"][k] for k in set(ms["MLIR"]) | set(ms["LLVM"])})
+        print(f"slowest {a.kernels} kernels (MLIR + LLVM ms, kernel, op_name):")
+        for k, v in total.most_common(a.kernels):
+            print(f"  {v:7.1f} ms  {k:28s} {names.get(k, '?')}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ How it is fast on CPU (XLA):
   all channels of component 0, then of component 1, ...), so that every Clebsch-Gordan term is an
   elementwise product of contiguous (edges, channels) slices. Each path is a short sum over the
   non-zero CG coefficients; no dense CG tensor, no wide einsum.
-- One gather of node features and one scatter of messages per call.
+- One gather of node features and one scatter of messages per call. The message columns are
+  concatenated from stacks of three (:data:`FWD_COLUMNS_PER_KERNEL`): fewer kernels to compile
+  at the same run time.
 - The backward pass of the per-edge messages is written by hand (``jax.custom_vjp``); with the
   gather and scatter around it (left to autodiff) it is one gather of the output cotangent and
   one scatter of the feature cotangent. Left to autodiff, every slice of the forward pass becomes
@@ -161,6 +163,22 @@ def _stack_cols(cols: list) -> jax.Array:
     return level[0].reshape(level[0].shape[0], -1)
 
 
+# Forward messages: columns per kernel. XLA:CPU compiles one kernel per concatenated column; a
+# stack of k columns on a middle axis fuses into one kernel. In-process alternations, 1000 NaCl
+# atoms, 1 thread: k = 3 cut 21 of 406 fusions at l_max 1 (run time 1.00-1.02x) and 102 of 607
+# at l_max 2 (compile 33 -> 30 s, run time 0.98x); k = 4: 1.06x, k = 8: 1.12x, all in one: 1.22x.
+FWD_COLUMNS_PER_KERNEL = 3
+
+
+def _concat_cols(cols: list) -> jax.Array:
+    """``jnp.concatenate(cols, axis=-1)`` for (E, W) columns, built from stacks of
+    :data:`FWD_COLUMNS_PER_KERNEL` columns (same values and layout, fewer kernels)."""
+    k, e = FWD_COLUMNS_PER_KERNEL, cols[0].shape[0]
+    parts = [jnp.stack(cols[i:i + k], axis=1).reshape(e, -1) if len(cols[i:i + k]) > 1 else cols[i]
+             for i in range(0, len(cols), k)]
+    return jnp.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+
+
 def _col(a, blk, c):
     return a[:, blk * c:(blk + 1) * c]
 
@@ -220,7 +238,7 @@ def _messages(xg, y, w, plan):
     for wb, terms in plan.out_terms:
         m = _pre_weight(plan, xg, y, terms)
         cols.append(jnp.zeros((xg.shape[0], plan.c), xg.dtype) if m is None else m * _col(w, wb, plan.c))
-    return jnp.concatenate(cols, axis=-1)
+    return _concat_cols(cols)
 
 
 def _messages_fwd(xg, y, w, plan):
