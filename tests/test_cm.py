@@ -38,11 +38,15 @@ class _Ours(nn.Module):
     irreps_out: str
     irreps_in: str
     n_idx: int | None = None
+    as_blocks: bool = False  # lists of blocks in and out
 
     @nn.compact
     def __call__(self, x, w=None):
-        return cm.Linear(self.irreps_out, num_indexed_weights=self.n_idx, force_irreps_out=True,
-                         name="lin")(x, self.irreps_in, w)
+        if self.as_blocks:
+            x = cm.blocks(x, e3nn.Irreps(self.irreps_in))
+        y, irreps = cm.Linear(self.irreps_out, num_indexed_weights=self.n_idx, force_irreps_out=True,
+                              out_blocks=self.as_blocks, name="lin")(x, self.irreps_in, w)
+        return (cm.concat_blocks(y) if self.as_blocks else y), irreps
 
 
 # input irreps as the network feeds them: repeated irreps (one block per convolution path) and
@@ -76,6 +80,8 @@ def test_linear_is_e3nn_linear(irreps_in, irreps_out, kind):
     y, irreps = jax.jit(ours.apply)(p_ref, *args_our)
     assert irreps == y_ref.irreps
     np.testing.assert_allclose(_e3(y, irreps), y_ref.array, rtol=1e-12, atol=1e-12)
+    y_blocks, _ = jax.jit(_Ours(irreps_out, irreps_in, n_idx, as_blocks=True).apply)(p_ref, *args_our)
+    np.testing.assert_allclose(y_blocks, y, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("irreps", ["3x0e+2x0o+5x0e+2x1o+3x1e", "4x0e+3x0o", "2x0e+1x0o+2x0e+1x1o+1x2e",
@@ -87,6 +93,10 @@ def test_gate_is_e3nn_gate(irreps):
     y, out_irreps = cm.gate(_cm(x, irreps), e3nn.Irreps(irreps))
     assert out_irreps == ref.irreps
     np.testing.assert_allclose(_e3(y, out_irreps), ref.array, rtol=1e-12, atol=1e-12)
+    y_blocks, irreps_blocks = cm.gate(cm.blocks(_cm(x, irreps), e3nn.Irreps(irreps)), irreps, out_blocks=True)
+    assert irreps_blocks == out_irreps
+    assert [b.shape for b in y_blocks] == [(5, ir.dim, mul) for mul, ir in out_irreps]
+    np.testing.assert_allclose(cm.concat_blocks(y_blocks), y, rtol=1e-12, atol=1e-12)
 
 
 def test_gate_needs_enough_scalars():

@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["Linear", "gate", "swap_layout", "blocks"]
+__all__ = ["Linear", "gate", "swap_layout", "blocks", "as_blocks", "concat_blocks"]
 
 
 def swap_layout(a: jax.Array, irreps: e3nn.Irreps, to_component_major: bool) -> jax.Array:
@@ -46,6 +46,17 @@ def blocks(a: jax.Array, irreps: e3nn.Irreps) -> list[jax.Array]:
     return out
 
 
+def as_blocks(x, irreps: e3nn.Irreps) -> list[jax.Array]:
+    """Blocks ``(N, ir.dim, mul)`` of a component-major array, or ``x`` itself if it is already a
+    list of blocks."""
+    return list(x) if isinstance(x, (list, tuple)) else blocks(x, irreps)
+
+
+def concat_blocks(parts: list[jax.Array]) -> jax.Array:
+    """Blocks ``(N, ir.dim, mul)`` -> one component-major array (N, dim)."""
+    return _concat(list(parts), parts[0].shape[0], parts[0].dtype)
+
+
 def _concat(parts: list[jax.Array], n: int, dtype) -> jax.Array:
     parts = [p.reshape(n, -1) for p in parts]
     if not parts:
@@ -61,6 +72,9 @@ class Linear(nn.Module):
     indices and ``num_indexed_weights`` (one weight set per species), or
     ``(x, irreps_in, inputs)`` with float per-atom scalars ``inputs`` (N, d) (weights linear in
     the inputs, as e3nn's "mixed" linear). Returns ``(y, irreps_out)``, y component-major.
+    ``x`` may also be a list of blocks (:func:`as_blocks`); with ``out_blocks``, ``y`` is a list
+    of blocks too. Between layers the network passes lists: a block that is sliced out of a
+    concatenated array is a copy, and every copy and concatenation is a kernel to compile.
 
     Blocks of ``irreps_in`` may repeat an irrep (as the convolution's output does); the
     parameters are those of e3nn on the regrouped input, whose rows are split among the blocks.
@@ -69,12 +83,14 @@ class Linear(nn.Module):
     irreps_out: e3nn.Irreps
     num_indexed_weights: int | None = None
     force_irreps_out: bool = False
+    out_blocks: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array, irreps_in: e3nn.Irreps, weights: jax.Array | None = None):
+    def __call__(self, x, irreps_in: e3nn.Irreps, weights: jax.Array | None = None):
         irreps_in = e3nn.Irreps(irreps_in)
-        n = x.shape[0]
-        dtype = x.dtype
+        in_blocks = as_blocks(x, irreps_in)
+        n = in_blocks[0].shape[0]
+        dtype = in_blocks[0].dtype
         regrouped = e3nn.Irreps([(m, ir) for m, ir in irreps_in if m > 0]).regroup()
         out_irreps = e3nn.Irreps(self.irreps_out).simplify()
         if not self.force_irreps_out:
@@ -108,12 +124,8 @@ class Linear(nn.Module):
                                                nn.initializers.normal(stddev=1.0), lead + (mul_in, mul_out),
                                                dtype)
         # e3nn's normalisation 1/sqrt(fan-in of the output irrep) ("element" paths, "path"
-        # gradients) is applied to the inputs, once per block, rather than to every weight
-        if coef is None:
-            scale = jnp.concatenate([jnp.full((mul * ir.dim,), 1.0 / math.sqrt(regrouped[reg_index[ir]].mul), dtype)
-                                     for mul, ir in irreps_in if mul > 0])
-            x = x * scale
-        in_blocks = blocks(x, irreps_in)
+        # gradients) is applied to each output block (plain) or to the coefficients, rather than
+        # to every weight
         outs = []
         for i_out, (mul_out, ir_out) in enumerate(out_irreps):
             if i_out not in params:
@@ -133,8 +145,8 @@ class Linear(nn.Module):
                     xk = blk[:, :, None, :] * (coef * (1.0 / math.sqrt(mul_in)))[:, None, :, None]
                     t = (xk.reshape(n * ir.dim, k * mul) @ wb.reshape(k * mul, mul_out)).reshape(n, ir.dim, mul_out)
                 acc = t if acc is None else acc + t
-            outs.append(acc)
-        return _concat(outs, n, dtype), out_irreps
+            outs.append(acc if coef is not None else acc * (1.0 / math.sqrt(mul_in)))
+        return (outs if self.out_blocks else _concat(outs, n, dtype)), out_irreps
 
 
 _ACT = {
@@ -145,17 +157,18 @@ _ACT = {
 }
 
 
-def gate(x: jax.Array, irreps: e3nn.Irreps) -> tuple[jax.Array, e3nn.Irreps]:
+def gate(x, irreps: e3nn.Irreps, out_blocks: bool = False) -> tuple:
     """``e3nn.gate(y, even_act=silu, odd_act=tanh, even_gate_act=silu, odd_gate_act=tanh)`` on
     component-major features (normalised activations, as e3nn's default).
 
     The scalars (0e, 0o) come first in storage order; the last ``k`` scalar channels gate the
     ``k`` non-scalar irreps (in order), the others are activated (silu if even, tanh if odd).
-    Returns ``(y, irreps_out)``.
+    ``x``: a component-major array or a list of blocks (:func:`as_blocks`). Returns
+    ``(y, irreps_out)``; y is a list of blocks with ``out_blocks``.
     """
     irreps = e3nn.Irreps(irreps)
-    n = x.shape[0]
-    parts = blocks(x, irreps)
+    parts = as_blocks(x, irreps)
+    n, dtype = parts[0].shape[0], parts[0].dtype
     scal = [(mul, ir, b[:, 0, :]) for (mul, ir), b in zip(irreps, parts) if ir.l == 0]
     vecs = [(mul, ir, b) for (mul, ir), b in zip(irreps, parts) if ir.l > 0]
     n_gates = sum(mul for mul, _, _ in vecs)
@@ -183,4 +196,6 @@ def gate(x: jax.Array, irreps: e3nn.Irreps) -> tuple[jax.Array, e3nn.Irreps]:
                 raise NotImplementedError("gate: a block gated by both even and odd scalars")
             out_irreps.append((mul, e3nn.Irrep(ir.l, -ir.p if flip[0] else ir.p)))
             off += mul
-    return _concat(outs, n, x.dtype), e3nn.Irreps(out_irreps)
+    if out_blocks:
+        return [o.reshape(n, ir.dim, mul) for o, (mul, ir) in zip(outs, out_irreps)], e3nn.Irreps(out_irreps)
+    return _concat(outs, n, dtype), e3nn.Irreps(out_irreps)

@@ -53,7 +53,8 @@ class Interaction(nn.Module):
     """One NequIP interaction block on component-major features (:mod:`.cm`).
 
     Output irreps: ``target`` (those reachable from the input). Called with ``(h, h_irreps, ...)``,
-    returns ``(h_out, h_out_irreps)``.
+    returns ``(h_out, h_out_irreps)``; ``h``: a component-major array or a list of its blocks,
+    ``h_out``: a list of blocks (:func:`.cm.as_blocks`).
     """
 
     target: e3nn.Irreps
@@ -64,7 +65,7 @@ class Interaction(nn.Module):
 
     @nn.compact
     def __call__(self, h, h_irreps, sh, sh_irreps, radial, species, senders, receivers, node_inputs=None):
-        n_nodes = h.shape[0]
+        n_nodes = cm.as_blocks(h, h_irreps)[0].shape[0]
         reachable = {ir for _, ir in e3nn.tensor_product(h_irreps, sh_irreps)}
         target = e3nn.Irreps([(m, ir) for m, ir in self.target if ir in reachable])
         gate_in = _gate_input(target)
@@ -72,10 +73,11 @@ class Interaction(nn.Module):
         # self-connection: a tensor product with the node attributes (one-hot species, plus
         # any extra per-atom scalars such as a charge encoding)
         sc, sc_irreps = cm.Linear(gate_in, num_indexed_weights=self.n_species, force_irreps_out=True,
-                                  name="self_connection")(h, h_irreps, species)
+                                  out_blocks=True, name="self_connection")(h, h_irreps, species)
         if node_inputs is not None:
-            sc = sc + cm.Linear(gate_in, force_irreps_out=True, name="self_connection_inputs")(
+            extra = cm.Linear(gate_in, force_irreps_out=True, out_blocks=True, name="self_connection_inputs")(
                 h, h_irreps, node_inputs)[0]
+            sc = [a + b for a, b in zip(sc, extra)]
 
         x, x_irreps = cm.Linear(h_irreps, name="linear_1")(h, h_irreps)
         n_weights = num_weights(x_irreps, sh_irreps, gate_in)
@@ -84,9 +86,9 @@ class Interaction(nn.Module):
         agg, agg_irreps = edge_messages(kernels, x, x_irreps, sh, sh_irreps, radial, senders, receivers, n_nodes,
                                         gate_in, self.edge_block)
         agg = agg / math.sqrt(self.avg_num_neighbors)
-        y, y_irreps = cm.Linear(gate_in, force_irreps_out=True, name="linear_2")(agg, agg_irreps)
+        y, y_irreps = cm.Linear(gate_in, force_irreps_out=True, out_blocks=True, name="linear_2")(agg, agg_irreps)
         assert y_irreps == sc_irreps
-        return cm.gate(y + sc, y_irreps)
+        return cm.gate([a + b for a, b in zip(y, sc)], y_irreps, out_blocks=True)
 
 
 def edge_features(cfg: NequIPConfig, edge_vectors, edge_mask):
@@ -167,4 +169,4 @@ class NequIP(nn.Module):
         out, _ = cm.Linear(f"{cfg.n_outputs}x0e", name="readout")(out, out_irreps)
         out = scale_shift(self, cfg, out, species)
         # scalars only: the component-major layout is e3nn's
-        return out, e3nn.IrrepsArray(h_irreps, h)
+        return out, e3nn.IrrepsArray(h_irreps, cm.concat_blocks(cm.as_blocks(h, h_irreps)))
