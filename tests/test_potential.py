@@ -230,3 +230,31 @@ def test_vmap_over_an_ensemble_of_parameters(small_config, cell_structure):
         ref = m(g)
         for key in ("energy", "forces", "stress"):
             np.testing.assert_allclose(out[key][k], ref[key], rtol=1e-10, atol=1e-12)
+
+
+def test_init_has_the_network_parameter_tree(small_config):
+    """Potential.init: the tree, shapes and dtypes of the network's own init, weights N(0, 1),
+    scale and shift from the config; the same seed gives the same parameters."""
+    from eqlr_jax.nn import NequIP
+
+    cfg = dataclasses.replace(small_config, n_node_inputs=2)
+    vec = jnp.asarray([[1.0, 0.2, -0.3], [-1.0, -0.2, 0.3]])
+    idx = jnp.asarray([0, 1], jnp.int32)
+    ref = NequIP(cfg).init(jax.random.PRNGKey(0), vec, jnp.zeros(2, jnp.int32), idx[::-1], idx, jnp.ones(2, bool),
+                           jnp.zeros((2, 2)))
+    pot = eqlr_jax.Potential.init(cfg, seed=5, dtype=np.float64)
+    assert jax.tree_util.tree_structure(pot.params) == jax.tree_util.tree_structure(ref)
+    for a, b in zip(jax.tree_util.tree_leaves(pot.params), jax.tree_util.tree_leaves(ref)):
+        assert a.shape == b.shape and a.dtype == b.dtype == np.float64
+    p = pot.params["params"]
+    np.testing.assert_array_equal(p["species_scale"], cfg.species_scale)
+    np.testing.assert_array_equal(p["species_shift"], cfg.species_shift)
+    weights = np.concatenate([np.ravel(w) for k, w in jax.tree_util.tree_leaves_with_path(pot.params)
+                              if "species_" not in jax.tree_util.keystr(k)])
+    assert weights.size > 500
+    assert abs(weights.mean()) < 5 / np.sqrt(weights.size) and abs(weights.std() - 1) < 0.1
+    same = eqlr_jax.Potential.init(cfg, seed=5, dtype=np.float64)
+    other = eqlr_jax.Potential.init(cfg, seed=6, dtype=np.float64)
+    for a, b, c in zip(*(jax.tree_util.tree_leaves(q.params) for q in (pot, same, other))):
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(jax.tree_util.tree_leaves(pot.params)[0], jax.tree_util.tree_leaves(other.params)[0])

@@ -25,7 +25,7 @@ from .edge_blocks import RadialMLP, edge_messages
 from . import cm
 from .tensor_product import num_weights
 
-__all__ = ["NequIP", "hidden_irreps", "edge_features", "node_attributes", "scale_shift"]
+__all__ = ["NequIP", "hidden_irreps", "edge_features", "node_attributes", "scale_shift", "initial_scale_shift"]
 
 
 def hidden_irreps(cfg: NequIPConfig) -> e3nn.Irreps:
@@ -121,14 +121,18 @@ def node_attributes(cfg: NequIPConfig, species, node_inputs, dtype):
     return jnp.concatenate([onehot, extra], -1), extra
 
 
+def initial_scale_shift(cfg: NequIPConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Initial values of the ``species_scale`` (eV) and ``species_shift`` (eV) parameters."""
+    n_species = len(cfg.species)
+    return cfg.species_scale or (1.0,) * n_species, cfg.species_shift or (0.0,) * n_species
+
+
 def scale_shift(module: nn.Module, cfg: NequIPConfig, out, species):
     """Column 0 of ``out`` times the per-species scale plus the per-species shift (parameters
     ``species_scale`` and ``species_shift`` of ``module``)."""
-    n_species = len(cfg.species)
-    scale0 = jnp.asarray(cfg.species_scale or (1.0,) * n_species, out.dtype)
-    shift0 = jnp.asarray(cfg.species_shift or (0.0,) * n_species, out.dtype)
-    scale = module.param("species_scale", lambda _: scale0)
-    shift = module.param("species_shift", lambda _: shift0)
+    scale0, shift0 = initial_scale_shift(cfg)
+    scale = module.param("species_scale", lambda _: jnp.asarray(scale0, out.dtype))
+    shift = module.param("species_shift", lambda _: jnp.asarray(shift0, out.dtype))
     return out.at[:, 0].set(out[:, 0] * scale[species] + shift[species])
 
 
