@@ -12,7 +12,6 @@ too), median ms of each, their ratio (this tree / revision), and the largest for
     python benchmarks/ab_revision.py --rev 6a2f915 --reverse
 """
 import argparse
-import importlib
 import json
 import os
 import re
@@ -42,21 +41,6 @@ def extract(rev: str, dest: str) -> str:
     return "eqlr_jax_rev"
 
 
-def compile_with(pkg_name: str, atoms, lmax: int, dtype: str):
-    import jax
-    import jax.numpy as jnp
-
-    pkg = importlib.import_module(pkg_name)
-    predict = importlib.import_module(pkg_name + ".potential").predict
-    cfg = pkg.NequIPConfig(species=("Na", "Cl"), r_max=5.0, l_max=lmax)
-    pot = pkg.Potential.init(cfg, seed=0)
-    graph, _ = pot.graph(pkg.Structure.from_ase(atoms), dtype=jnp.dtype(dtype))
-    params = jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, pot.params)
-    t0 = time.perf_counter()
-    compiled = jax.jit(lambda q, g: predict.__wrapped__(cfg, q, g, compute_stress=True)).lower(params, graph).compile()
-    return compiled, params, graph, time.perf_counter() - t0
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rev", required=True, help="git revision to compare against")
@@ -73,14 +57,14 @@ def main():
 
     if a.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    from bench_sr import build_atoms
+    from bench_sr import build_atoms, compile_call
 
     atoms = build_atoms("nacl", a.natoms)
     with tempfile.TemporaryDirectory() as tmp:
         sys.path.insert(0, tmp)
         names = {"rev": extract(a.rev, tmp), "tree": "eqlr_jax"}
         order = ["tree", "rev"] if a.reverse else ["rev", "tree"]
-        calls = {k: compile_with(names[k], atoms, a.lmax, a.dtype) for k in order}
+        calls = {k: compile_call(atoms, a.lmax, a.dtype, package=names[k]) for k in order}
     out = {k: c(q, g) for k, (c, q, g, _) in calls.items()}
     times = {k: [] for k in calls}
     for i in range(a.iters + 2):

@@ -64,16 +64,19 @@ def parse_edge_block(text: str):
     return text if text == "auto" else (None if text == "none" else int(text))
 
 
-def compile_call(atoms, lmax: int, dtype: str = "float32", **config):
+def compile_call(atoms, lmax: int, dtype: str = "float32", package: str = "eqlr_jax", **config):
     """The race's energy + forces + stress call on ``atoms`` (species Na, Cl; r_max 5 Å; other
     ``NequIPConfig`` fields from ``config``), compiled ahead of time, with float parameters cast
     to ``dtype``. Returns ``(compiled, params, graph, compile_s)``; run it as
-    ``compiled(params, graph)``."""
+    ``compiled(params, graph)``. ``package``: the module to take eqlr_jax from (another
+    revision, see ``ab_revision.py``)."""
+    import importlib
+
     import jax
     import jax.numpy as jnp
 
-    import eqlr_jax
-    from eqlr_jax.potential import predict
+    eqlr_jax = importlib.import_module(package)
+    predict = importlib.import_module(package + ".potential").predict
 
     cfg = eqlr_jax.NequIPConfig(species=("Na", "Cl"), r_max=5.0, l_max=lmax, **config)
     pot = eqlr_jax.Potential.init(cfg, seed=0)
