@@ -4,9 +4,10 @@
 On a shared VM, run times move by up to 30 % between processes, so a change is measured here
 in one process: the other revision's ``eqlr_jax`` is extracted (``git archive``) and imported
 as ``eqlr_jax_rev``; both calls are compiled ahead of time (``bench_sr.compile_call``'s call),
-then timed alternately. Prints one JSON line: compile seconds (trace + lower + compile; the
-first program compiled in a process also pays one-time costs, so run it with ``--reverse``
-too), median ms of each, their ratio (this tree / revision), and the largest force difference::
+then timed alternately, with the same weights. Prints one JSON line: compile seconds (trace +
+lower + compile; the program compiled first tends to take longer, so run it with
+``--reverse`` too), median ms of each, their ratio (this tree / revision), and the largest
+force difference::
 
     python benchmarks/ab_revision.py --rev 6a2f915 --natoms 1000 --lmax 1 --threads 1
     python benchmarks/ab_revision.py --rev 6a2f915 --reverse
@@ -64,7 +65,12 @@ def main():
         sys.path.insert(0, tmp)
         names = {"rev": extract(a.rev, tmp), "tree": "eqlr_jax"}
         order = ["tree", "rev"] if a.reverse else ["rev", "tree"]
-        calls = {k: compile_call(atoms, a.lmax, a.dtype, package=names[k]) for k in order}
+        calls = {}
+        for k in order:  # one set of weights for both (Potential.init's draws differ between revisions)
+            calls[k] = compile_call(atoms, a.lmax, a.dtype, package=names[k],
+                                    params=calls[order[0]][1] if calls else None)
+    tree = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], capture_output=True,
+                          text=True).stdout.strip()
     out = {k: c(q, g) for k, (c, q, g, _) in calls.items()}
     times = {k: [] for k in calls}
     for i in range(a.iters + 2):
@@ -74,7 +80,7 @@ def main():
             if i >= 2:
                 times[k].append(1e3 * (time.perf_counter() - t0))
     ms = {k: statistics.median(v) for k, v in times.items()}
-    print(json.dumps(dict(rev=a.rev, natoms=a.natoms, lmax=a.lmax, dtype=a.dtype, threads=a.threads,
+    print(json.dumps(dict(rev=a.rev, tree=tree, natoms=a.natoms, lmax=a.lmax, dtype=a.dtype, threads=a.threads,
                           compiled_first=order[0], compile_s={k: round(calls[k][3], 2) for k in order},
                           median_ms={k: round(v, 1) for k, v in ms.items()},
                           ratio_tree_over_rev=round(ms["tree"] / ms["rev"], 3),

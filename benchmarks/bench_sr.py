@@ -64,12 +64,12 @@ def parse_edge_block(text: str):
     return text if text == "auto" else (None if text == "none" else int(text))
 
 
-def compile_call(atoms, lmax: int, dtype: str = "float32", package: str = "eqlr_jax", **config):
+def compile_call(atoms, lmax: int, dtype: str = "float32", package: str = "eqlr_jax", params=None, **config):
     """The race's energy + forces + stress call on ``atoms`` (species Na, Cl; r_max 5 Å; other
     ``NequIPConfig`` fields from ``config``), compiled ahead of time, with float parameters cast
     to ``dtype``. Returns ``(compiled, params, graph, compile_s)``; run it as
     ``compiled(params, graph)``. ``package``: the module to take eqlr_jax from (another
-    revision, see ``ab_revision.py``)."""
+    revision, see ``ab_revision.py``); ``params``: use these instead of ``Potential.init``'s."""
     import importlib
 
     import jax
@@ -81,7 +81,8 @@ def compile_call(atoms, lmax: int, dtype: str = "float32", package: str = "eqlr_
     cfg = eqlr_jax.NequIPConfig(species=("Na", "Cl"), r_max=5.0, l_max=lmax, **config)
     pot = eqlr_jax.Potential.init(cfg, seed=0)
     graph, _ = pot.graph(eqlr_jax.Structure.from_ase(atoms), dtype=jnp.dtype(dtype))
-    params = jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, pot.params)
+    params = jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+                          pot.params if params is None else params)
     t0 = time.perf_counter()
     compiled = jax.jit(lambda q, g: predict.__wrapped__(cfg, q, g, compute_stress=True)).lower(params, graph).compile()
     return compiled, params, graph, time.perf_counter() - t0
