@@ -76,15 +76,14 @@ def compile_call(atoms, lmax: int, dtype: str = "float32", package: str = "eqlr_
     import jax.numpy as jnp
 
     eqlr_jax = importlib.import_module(package)
-    predict = importlib.import_module(package + ".potential").predict
+    potential = importlib.import_module(package + ".potential")
 
     cfg = eqlr_jax.NequIPConfig(species=("Na", "Cl"), r_max=5.0, l_max=lmax, **config)
     pot = eqlr_jax.Potential.init(cfg, seed=0)
     graph, _ = pot.graph(eqlr_jax.Structure.from_ase(atoms), dtype=jnp.dtype(dtype))
-    params = jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x,
-                          pot.params if params is None else params)
+    params = potential._cast_params(pot.params if params is None else params, jnp.dtype(dtype))
     t0 = time.perf_counter()
-    compiled = jax.jit(lambda q, g: predict.__wrapped__(cfg, q, g, compute_stress=True)).lower(params, graph).compile()
+    compiled = jax.jit(lambda q, g: potential.predict.__wrapped__(cfg, q, g, compute_stress=True)).lower(params, graph).compile()
     return compiled, params, graph, time.perf_counter() - t0
 
 

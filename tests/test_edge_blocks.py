@@ -95,7 +95,6 @@ def test_potential_with_edge_blocks_matches(pot64):
         np.testing.assert_allclose(b[k], a[k], rtol=1e-11, atol=1e-11 * float(np.abs(a[k]).max()))
 
 
-
 def test_second_derivatives_through_edge_blocks(pot64):
     """Reverse-over-reverse (force training, Hessians) through the blocked edge scan equals the
     one-piece result (it once failed: JAX could not transpose the scan twice through the
@@ -115,6 +114,7 @@ def test_second_derivatives_through_edge_blocks(pot64):
         hess[block] = np.asarray(jax.jit(jax.jacrev(jax.grad(energy)))(g.positions))
     assert np.abs(hess[None]).max() > 0
     np.testing.assert_allclose(hess[100], hess[None], rtol=0, atol=1e-10 * np.abs(hess[None]).max())
+
 
 def test_edge_block_must_be_positive():
     with pytest.raises(ValueError, match="edge_block"):

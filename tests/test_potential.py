@@ -255,6 +255,6 @@ def test_init_has_the_network_parameter_tree(small_config):
     assert abs(weights.mean()) < 5 / np.sqrt(weights.size) and abs(weights.std() - 1) < 0.1
     same = eqlr_jax.Potential.init(cfg, seed=5, dtype=np.float64)
     other = eqlr_jax.Potential.init(cfg, seed=6, dtype=np.float64)
-    for a, b, c in zip(*(jax.tree_util.tree_leaves(q.params) for q in (pot, same, other))):
+    for a, b in zip(jax.tree_util.tree_leaves(pot.params), jax.tree_util.tree_leaves(same.params)):
         np.testing.assert_array_equal(a, b)
     assert not np.allclose(jax.tree_util.tree_leaves(pot.params)[0], jax.tree_util.tree_leaves(other.params)[0])

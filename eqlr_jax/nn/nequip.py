@@ -65,7 +65,7 @@ class Interaction(nn.Module):
 
     @nn.compact
     def __call__(self, h, h_irreps, sh, sh_irreps, radial, species, senders, receivers, node_inputs=None):
-        n_nodes = cm.as_blocks(h, h_irreps)[0].shape[0]
+        n_nodes = species.shape[0]
         reachable = {ir for _, ir in e3nn.tensor_product(h_irreps, sh_irreps)}
         target = e3nn.Irreps([(m, ir) for m, ir in self.target if ir in reachable])
         gate_in = _gate_input(target)

@@ -174,8 +174,8 @@ def _concat_cols(cols: list) -> jax.Array:
     """``jnp.concatenate(cols, axis=-1)`` for (E, W) columns, built from stacks of
     :data:`FWD_COLUMNS_PER_KERNEL` columns (same values and layout, fewer kernels)."""
     k, e = FWD_COLUMNS_PER_KERNEL, cols[0].shape[0]
-    parts = [jnp.stack(cols[i:i + k], axis=1).reshape(e, -1) if len(cols[i:i + k]) > 1 else cols[i]
-             for i in range(0, len(cols), k)]
+    groups = [cols[i:i + k] for i in range(0, len(cols), k)]
+    parts = [jnp.stack(g, axis=1).reshape(e, -1) if len(g) > 1 else g[0] for g in groups]
     return jnp.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
 
 
