@@ -183,13 +183,48 @@ def _col(a, blk, c):
     return a[:, blk * c:(blk + 1) * c]
 
 
-def _pre_weight(plan, xg, y, terms):
-    """sum over terms of cg * y[:, j] * x[:, block]: (E, C), or None without terms."""
+class _Cols:
+    """Column slices of the gathered features (E, C) and of the spherical harmonics (E, 1),
+    and their products, each made once per call: fewer primitives to trace and lower."""
+
+    def __init__(self, plan, xg, y):
+        self._c, self._xg, self._sh = plan.c, xg, y
+        self._x, self._y, self._xy = {}, {}, {}
+
+    def x(self, b):
+        if b not in self._x:
+            self._x[b] = _col(self._xg, b, self._c)
+        return self._x[b]
+
+    def y(self, j):
+        if j not in self._y:
+            self._y[j] = self._sh[:, j:j + 1]
+        return self._y[j]
+
+    def xy(self, b, j):
+        if (b, j) not in self._xy:
+            self._xy[b, j] = self.y(j) * self.x(b)
+        return self._xy[b, j]
+
+
+def _combine(terms):
+    """sum of coef * array over (coef, array) pairs, one multiplication per distinct |coef|."""
+    groups = {}
+    for cg, a in terms:
+        groups.setdefault(abs(cg), []).append((cg > 0, a))
     acc = None
-    for xb, j, cg in terms:
-        t = (cg * y[:, j])[:, None] * _col(xg, xb, plan.c)
-        acc = t if acc is None else acc + t
+    for mag, parts in groups.items():
+        part = None
+        for positive, a in parts:
+            part = (a if positive else -a) if part is None else (part + a if positive else part - a)
+        part = part if mag == 1.0 else part * mag
+        acc = part if acc is None else acc + part
     return acc
+
+
+def _pre_weight(cols, terms):
+    """sum over terms of cg * y[:, j] * x[:, block]: (E, C), or None without terms."""
+    return _combine([(cg, cols.xy(xb, j)) for xb, j, cg in terms]) if terms else None
 
 
 # XLA:GPU's scatter-add with sorted indices is fast for narrow rows and very slow for wide ones.
@@ -234,9 +269,9 @@ def _conv(x_cm, y, w, senders, receivers, n_nodes, plan):
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def _messages(xg, y, w, plan):
     """(E, x dim) gathered features, (E, sh dim), (E, weights) -> (E, out dim) edge messages."""
-    cols = []
+    cols, xy = [], _Cols(plan, xg, y)
     for wb, terms in plan.out_terms:
-        m = _pre_weight(plan, xg, y, terms)
+        m = _pre_weight(xy, terms)
         cols.append(jnp.zeros((xg.shape[0], plan.c), xg.dtype) if m is None else m * _col(w, wb, plan.c))
     return _concat_cols(cols)
 
@@ -248,28 +283,25 @@ def _messages_fwd(xg, y, w, plan):
 def _messages_bwd(plan, res, gg):
     xg, y, w = res  # gg: (E, D_out) cotangent of every edge message
     c = plan.c
-    dx = [None] * plan.x_blocks
-    dy = [None] * plan.sh_dim
+    cols = _Cols(plan, xg, y)
+    dx = [[] for _ in range(plan.x_blocks)]  # (cg, array) terms of each cotangent column
+    dy = [[] for _ in range(plan.sh_dim)]
     dw = {}
     for o, (wb, terms) in enumerate(plan.out_terms):
         if not terms:
             continue
         go = _col(gg, o, c)
-        wq = _col(w, wb, c)
-        gw = go * wq
-        m = _pre_weight(plan, xg, y, terms)
-        dw[wb] = go * m if wb not in dw else dw[wb] + go * m
+        gw = go * _col(w, wb, c)
+        dw.setdefault(wb, []).append((1.0, go * _pre_weight(cols, terms)))
         for xb, j, cg in terms:
-            tx = (cg * y[:, j])[:, None] * gw
-            dx[xb] = tx if dx[xb] is None else dx[xb] + tx
-            ty = cg * (_col(xg, xb, c) * gw)
-            dy[j] = ty if dy[j] is None else dy[j] + ty
+            dx[xb].append((cg, cols.y(j) * gw))
+            dy[j].append((cg, cols.x(xb) * gw))
     e = xg.shape[0]
     zeros = jnp.zeros((e, c), xg.dtype)
-    dxg = _stack_cols([zeros if d is None else d for d in dx])[:, :plan.x_blocks * c]
-    dy = _stack_cols([zeros if d is None else d for d in dy])
+    dxg = _stack_cols([_combine(t) if t else zeros for t in dx])[:, :plan.x_blocks * c]
+    dy = _stack_cols([_combine(t) if t else zeros for t in dy])
     dy = jnp.sum(dy.reshape(e, -1, c), axis=-1)[:, :plan.sh_dim]
-    dw = _stack_cols([dw.get(q, zeros) for q in range(plan.n_w)])[:, :plan.n_w * c]
+    dw = _stack_cols([_combine(dw[q]) if q in dw else zeros for q in range(plan.n_w)])[:, :plan.n_w * c]
     return dxg, dy, dw
 
 
