@@ -57,9 +57,12 @@ def _cast_params(params, dtype):
 
 def node_energies(config: NequIPConfig, params, graph: Graph, positions=None, cell=None) -> jax.Array:
     """(N,) per-atom energies in eV (0 on padded nodes). Pure; differentiable in positions/cell."""
-    pos = graph.positions if positions is None else positions
-    params = _cast_params(params, pos.dtype)
-    vec = graph.edge_vectors(pos, cell)
+    return _node_energies(config, params, graph, graph.edge_vectors(positions, cell))
+
+
+def _node_energies(config: NequIPConfig, params, graph: Graph, vec: jax.Array) -> jax.Array:
+    """:func:`node_energies` from the (E, 3) edge vectors, Å."""
+    params = _cast_params(params, vec.dtype)
     out, _ = NequIP(config).apply(params, vec, graph.species, graph.senders, graph.receivers, graph.edge_mask)
     return jnp.where(graph.node_mask, out[:, 0], 0.0)
 
@@ -79,28 +82,30 @@ def predict(config: NequIPConfig, params, graph: Graph, compute_stress: bool = T
 
 
 def _predict(config: NequIPConfig, params, graph: Graph, compute_stress: bool) -> dict[str, jax.Array]:
-    G = graph.n_graph_capacity
+    """The energy depends on positions and cell only through the edge vectors
+    r_e = x_sender - x_receiver + shift_e . cell, so one gradient g_e = dE/dr_e gives both:
+    dE/dx_i = sum_{e: sender i} g_e - sum_{e: receiver i} g_e, and, for the strain x' = x (1 + eps)
+    (r' = r (1 + eps)), dE/deps_ab = sum_e r_e,a g_e,b over the structure's edges."""
+    G, N = graph.n_graph_capacity, graph.n_node_capacity
     dtype = graph.positions.dtype
-    eye = jnp.eye(3, dtype=dtype)
+    vec = graph.edge_vectors()
 
-    def total(positions, strain):
-        deform = eye + strain  # (G, 3, 3), acting on row vectors: x' = x (1 + eps)
-        pos = jnp.einsum("na,nab->nb", positions, deform[graph.node_graph])
-        cell = jnp.einsum("gab,gbc->gac", graph.cell, deform)
-        e_node = node_energies(config, params, graph, pos, cell)
+    def total(v):
+        e_node = _node_energies(config, params, graph, v)
         e_graph = jax.ops.segment_sum(e_node, graph.node_graph, num_segments=G)
         return jnp.sum(e_graph), (e_graph, e_node)
 
-    strain0 = jnp.zeros((G, 3, 3), dtype)
-    argnums = (0, 1) if compute_stress else 0
-    (_, (e_graph, e_node)), grads = jax.value_and_grad(total, argnums=argnums, has_aux=True)(
-        graph.positions, strain0)
-    dpos = grads[0] if compute_stress else grads
+    (_, (e_graph, e_node)), g = jax.value_and_grad(total, has_aux=True)(vec)
+    dpos = (jax.ops.segment_sum(g, graph.senders, num_segments=N)
+            - jax.ops.segment_sum(g, graph.receivers, num_segments=N, indices_are_sorted=True))
     out = {"energy": jnp.where(graph.graph_mask, e_graph, 0.0), "node_energies": e_node,
            "forces": jnp.where(graph.node_mask[:, None], -dpos, 0.0)}
     if compute_stress:
-        dstrain = 0.5 * (grads[1] + jnp.swapaxes(grads[1], -1, -2))
+        edge_graph = graph.node_graph[graph.receivers]
+        dstrain = jax.ops.segment_sum(vec[:, :, None] * g[:, None, :], edge_graph, num_segments=G)
+        dstrain = 0.5 * (dstrain + jnp.swapaxes(dstrain, -1, -2))
         periodic = jnp.all(graph.pbc, axis=-1) & graph.graph_mask
+        eye = jnp.eye(3, dtype=dtype)
         vol = jnp.abs(jnp.linalg.det(jnp.where(periodic[:, None, None], graph.cell, eye)))
         out["virial"] = jnp.where(graph.graph_mask[:, None, None], -dstrain, 0.0)
         out["stress"] = jnp.where(periodic[:, None, None], dstrain / vol[:, None, None], 0.0)
