@@ -10,6 +10,10 @@ Units throughout: eV, Å, e, eV/Å, eV/Å^3. jax-md is imported lazily (only by 
 """
 __version__ = "0.1.0"
 
+from . import _xla
+
+_xla.apply()  # before JAX creates its backends; see eqlr_jax/_xla.py
+
 from .graph import Capacity, Graph, build_graph  # noqa: E402
 from .io import load, save  # noqa: E402
 from .nn import NequIPConfig  # noqa: E402
