@@ -99,6 +99,14 @@ def test_gate_is_e3nn_gate(irreps):
     np.testing.assert_allclose(cm.concat_blocks(y_blocks), y, rtol=1e-12, atol=1e-12)
 
 
+def test_activation_constants_are_e3nns():
+    """cm's hard-coded normalisation constants equal e3nn.normalize_function's (float64)."""
+    for kind, phi in (("even", jax.nn.silu), ("odd", jnp.tanh)):
+        x = jnp.asarray([0.3, 1.7], jnp.float64)
+        expected = np.asarray(e3nn.normalize_function(phi)(x) / phi(x))
+        np.testing.assert_allclose(cm._NORM[kind], expected, rtol=1e-15)
+
+
 def test_gate_needs_enough_scalars():
     with pytest.raises(ValueError, match="fewer scalars"):
         cm.gate(jnp.ones((2, 7)), e3nn.Irreps("1x0e+2x1o"))
