@@ -151,7 +151,7 @@ class Linear(nn.Module):
 
 # e3nn's normalisation constants 1 / sqrt(E[f(z)^2]), z ~ N(0, 1), of silu and tanh, as
 # ``e3nn.normalize_function`` computes them in float64 (on the 1,000,001 normal quantiles);
-# tests/test_cm.py checks them against it. Computing them at trace time took about 0.1 s.
+# tests/test_cm.py checks them against it (they were computed at the first trace before).
 _NORM = {"even": 1.6765620560798837, "odd": 1.5925386426301724}
 
 
