@@ -5,7 +5,8 @@ LLVM fully unrolls short constant-trip-count loops. XLA:CPU emits an elementwise
 and LLVM unrolls the inner loop and then vectorises the row loop, which took 0.2-0.6 s of LLVM
 time for a single small kernel (a sigmoid over (1024, 32): 0.45 s, against 0.05 s with the limit
 below). Capping full unrolling at 8 iterations cut the LLVM time of the 1000-atom race call from
-4.3-5.4 s to 3.3-3.8 s with no change in run time (``benchmarks/README.md``, "Compile time").
+4.3-5.4 s to 3.0-3.8 s with no change in run time (README.md, "Compile time";
+``EQLR_JAX_XLA_TUNING=0 python benchmarks/compile_kernels.py`` measures it without the cap).
 
 The option is passed through ``XLA_FLAGS`` (``--xla_backend_extra_options``), which XLA reads once,
 when JAX creates its backends: importing eqlr_jax before the first JAX computation applies it, and

@@ -66,8 +66,7 @@ class Interaction(nn.Module):
     @nn.compact
     def __call__(self, h, h_irreps, sh, sh_irreps, radial, species, senders, receivers, node_inputs=None):
         n_nodes = species.shape[0]
-        # irreps of e3nn.tensor_product(h_irreps, sh_irreps), by irrep algebra (the e3nn call
-        # took about 50 ms of tracing per layer)
+        # the irreps of e3nn.tensor_product(h_irreps, sh_irreps), by irrep algebra alone
         reachable = {ir for _, ir1 in e3nn.Irreps(h_irreps) for _, ir2 in e3nn.Irreps(sh_irreps) for ir in ir1 * ir2}
         target = e3nn.Irreps([(m, ir) for m, ir in self.target if ir in reachable])
         gate_in = _gate_input(target)
