@@ -3,8 +3,9 @@
 
 Compiles the SR energy + forces + stress call (rattled rock-salt NaCl, the race's
 hyperparameters) once per ``DTYPE:EDGE_BLOCK`` spec, then runs the compiled calls in turn,
-``--rounds`` times, so that drift of the machine hits every variant alike. One JSON line per spec,
-with ``rel`` = its median over the first spec's median::
+``--rounds`` times (in reverse order every other round), so that drift of the machine hits every
+variant alike. One JSON line per spec, with ``rel`` = its median over the first spec's median and
+``rel_pairs`` = the median over rounds of its time over the first spec's time in the same round::
 
     python benchmarks/sweep_edge_block.py --natoms 1000 --threads 1 float32:4096 float32:2048 float32:1024 float32:512
 
@@ -45,8 +46,9 @@ def main():
         jax.block_until_ready(c(prm, g))
         runs[spec] = (c, prm, g, compile_s)
     times = {k: [] for k in runs}
-    for _ in range(a.rounds):
-        for k, (c, prm, g, _) in runs.items():
+    for r in range(a.rounds):
+        for k in (a.specs if r % 2 == 0 else a.specs[::-1]):  # alternate the order of the calls
+            c, prm, g, _ = runs[k]
             t = time.perf_counter()
             jax.block_until_ready(c(prm, g))
             times[k].append(1e3 * (time.perf_counter() - t))
@@ -54,7 +56,9 @@ def main():
     for k, ts in times.items():
         print(json.dumps(dict(spec=k, natoms=len(atoms), lmax=a.lmax, threads=a.threads, rounds=a.rounds,
                               compile_s=round(runs[k][3], 1), ms=round(statistics.median(ts), 1),
-                              ms_min=round(min(ts), 1), rel=round(statistics.median(ts) / base, 3))), flush=True)
+                              ms_min=round(min(ts), 1), rel=round(statistics.median(ts) / base, 3),
+                              rel_pairs=round(statistics.median(t / b for t, b in zip(ts, times[a.specs[0]])), 3))),
+              flush=True)
 
 
 if __name__ == "__main__":
