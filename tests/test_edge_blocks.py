@@ -126,15 +126,19 @@ def test_edge_block_must_be_positive():
 
 
 def test_auto_edge_block_caps_the_number_of_blocks():
-    from eqlr_jax.nn.edge_blocks import CPU_EDGE_BLOCK, MAX_AUTO_BLOCKS, resolve_edge_block
+    from eqlr_jax.nn.edge_blocks import (CPU_EDGE_BLOCK, CPU_EDGE_BLOCK_ONE_CORE, MAX_AUTO_BLOCKS, available_cores,
+                                         resolve_edge_block)
 
     assert resolve_edge_block(None, 10**6) is None
     assert resolve_edge_block(123, 10**6) == 123
     if jax.default_backend() == "cpu":
-        assert resolve_edge_block("auto", 1000) == CPU_EDGE_BLOCK
-        big = 114688
-        block = resolve_edge_block("auto", big)
-        assert -(-big // block) <= MAX_AUTO_BLOCKS and block >= CPU_EDGE_BLOCK
-        assert resolve_edge_block("auto", 1000, itemsize=8) == CPU_EDGE_BLOCK // 2  # same bytes in float64
-        huge = 10**6
-        assert -(-huge // resolve_edge_block("auto", huge)) <= MAX_AUTO_BLOCKS
+        for cores, base in ((1, CPU_EDGE_BLOCK_ONE_CORE), (2, CPU_EDGE_BLOCK), (16, CPU_EDGE_BLOCK)):
+            assert resolve_edge_block("auto", 1000, cores=cores) == base
+            assert resolve_edge_block("auto", 1000, itemsize=8, cores=cores) == base // 2  # same bytes in float64
+            big = base * MAX_AUTO_BLOCKS + 1  # one edge more than the cap allows at this block size
+            block = resolve_edge_block("auto", big, cores=cores)
+            assert -(-big // block) <= MAX_AUTO_BLOCKS and block > base
+            huge = 10**7
+            assert -(-huge // resolve_edge_block("auto", huge, cores=cores)) <= MAX_AUTO_BLOCKS
+        expected = CPU_EDGE_BLOCK if available_cores() > 1 else CPU_EDGE_BLOCK_ONE_CORE
+        assert resolve_edge_block("auto", 1000) == expected  # default: this process's cores

@@ -51,7 +51,8 @@ class NequIPConfig:
             recomputes their forward pass (see ``nn/edge_blocks.py``). This bounds memory and,
             on CPU, is faster too (smaller buffers stay in cache; ``benchmarks/bench_memory.py``).
             ``None``: never. ``"auto"`` (default): on CPU, blocks of 1024
-            edges (512 in float64), at most 128 blocks; never on other devices. The
+            edges with two or more cores, 512 with one (half as many in float64), at most
+            256 blocks; never on other devices. The
             results are the same up to rounding.
     """
 

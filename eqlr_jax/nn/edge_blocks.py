@@ -12,6 +12,7 @@ form is faster overall, because its buffers stay in cache (``benchmarks/bench_me
 from __future__ import annotations
 
 import math
+import os
 from typing import Sequence
 
 import e3nn_jax as e3nn
@@ -24,22 +25,39 @@ from .tensor_product import conv_irreps_out, conv_messages_cm
 __all__ = ["RadialMLP", "radial_mlp", "edge_messages", "resolve_edge_block"]
 
 # Edges per block for 4-byte floats (half as many for float64, so a block holds the same bytes).
-# 2-core CPU, one process, alternating, 1000 NaCl atoms, 1 thread, l_max 1 float32: 1024 edges
-# took 0.64-0.67 of the time of 4096 (0.91 with 2 threads); l_max 2: 0.85; float64 blocks of 512
-# took 0.67 of 4096. At 4096 atoms, 103 blocks of 1024 took 0.63 of 29 blocks of 3.6k.
-CPU_EDGE_BLOCK = 1024
-MAX_AUTO_BLOCKS = 128  # every block also costs O(nodes) in the backward pass (its node cotangent)
+# Measured in one process, alternating (benchmarks/sweep_edge_block.py, rattled NaCl, median of
+# per-round ratios): with one core, blocks of 512 took 0.90 of the time of 1024 at 1000 atoms
+# (l_max 1), 0.80 at l_max 2, 0.94 at 512 atoms and 0.87 at 4096 atoms (205 blocks against 103);
+# float64 blocks of 256 took 0.91 of 512. With two cores, 512 took 1.07 of 1024 (each kernel is
+# split between the threads, so a larger block amortises the split). Earlier, 1024 took
+# 0.64-0.67 of the time of 4096 (1000 atoms, l_max 1, 1 thread; 0.91 with 2 threads).
+CPU_EDGE_BLOCK = 1024  # two or more cores
+CPU_EDGE_BLOCK_ONE_CORE = 512
+# The backward pass scatters each block's node cotangent into the scan's carry in place, so a
+# block costs O(edges in it); the cap only bounds the number of blocks for sizes not measured.
+MAX_AUTO_BLOCKS = 256
 
 
-def resolve_edge_block(edge_block: int | str | None, n_edges: int, itemsize: int = 4) -> int | None:
-    """``"auto"`` on the CPU backend: blocks of :data:`CPU_EDGE_BLOCK` edges (scaled by
-    4 / ``itemsize``, the bytes of the float type), but at most :data:`MAX_AUTO_BLOCKS` blocks
-    (each block touches every node once in the backward pass, so many blocks would make the cost
-    grow as nodes x edges); ``None`` on other backends. Other values pass through."""
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask), which XLA's CPU thread pool follows."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def resolve_edge_block(edge_block: int | str | None, n_edges: int, itemsize: int = 4,
+                       cores: int | None = None) -> int | None:
+    """``"auto"`` on the CPU backend: blocks of :data:`CPU_EDGE_BLOCK` edges with two or more
+    cores (``cores``, default :func:`available_cores`), :data:`CPU_EDGE_BLOCK_ONE_CORE` with one,
+    scaled by 4 / ``itemsize`` (the bytes of the float type), but at most :data:`MAX_AUTO_BLOCKS`
+    blocks; ``None`` on other backends. Other values pass through."""
     if edge_block == "auto":
         if jax.default_backend() != "cpu":
             return None
-        return max(CPU_EDGE_BLOCK * 4 // itemsize, -(-n_edges // MAX_AUTO_BLOCKS))
+        cores = available_cores() if cores is None else cores
+        block = CPU_EDGE_BLOCK if cores > 1 else CPU_EDGE_BLOCK_ONE_CORE
+        return max(block * 4 // itemsize, -(-n_edges // MAX_AUTO_BLOCKS))
     return edge_block
 
 
