@@ -20,7 +20,7 @@ per-pair growths) and float64 / float32 at 1000 atoms with ``sweep_edge_block.py
 (``rel_pairs``). The figures from the matrix's separate processes are reported next to them
 (``*_separate``). The peer's growth comes from its separate processes.
 
-    python benchmarks/race.py                 # full matrix (about 15 minutes on 2 cores)
+    python benchmarks/race.py                 # full matrix (about 20 minutes on 2 cores)
     python benchmarks/race.py --quick         # 1000 atoms, l_max 1, one and two threads
     python benchmarks/race.py --quick --rounds 5 --out-dir benchmarks/results/race-quick5
     python benchmarks/race.py --tuned-malloc --out-dir benchmarks/results/race-tuned
