@@ -3,7 +3,7 @@
 
 On this shared VM, run times drift between a fast and a slow state that lasts seconds to
 minutes (the same call moves by up to 1.6x; ``benchmarks/README.md``, "Reading the numbers").
-Times from two separate processes, minutes apart, then give a growth anywhere from 0.9 to 1.5.
+Times from two separate processes, minutes apart, then gave growths from 0.69 to 1.67 for the same code.
 Here both calls (default 512 and 4096 atoms of rattled rock-salt NaCl, ``bench_sr.py``'s
 structures and hyperparameters) are compiled in one process and timed in adjacent pairs, in
 alternating order (small-large, large-small, ...). Each pair gives one growth,
