@@ -52,7 +52,9 @@ def main():
     p.add_argument("--iters", type=int, default=15)
     p.add_argument("--reverse", action="store_true", help="compile this tree first")
     a = p.parse_args()
-    os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:a.threads]))
+    from bench_sr import pin_cores
+
+    pin_cores(a.threads)
     import jax
     import numpy as np
 

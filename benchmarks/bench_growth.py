@@ -54,7 +54,11 @@ def main(argv=None):
     p.add_argument("--order", default="repeat", choices=["repeat", "random"])
     p.add_argument("--edge-block", default="auto", help="edges per block: an int, 'auto' or 'none'")
     a = p.parse_args(argv)
-    os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:a.threads]))
+    if a.pairs < 2:
+        p.error("--pairs must be at least 2 (the quartiles of the per-pair growths need two)")
+    from bench_sr import pin_cores
+
+    pin_cores(a.threads)
     import jax
 
     if a.dtype == "float64":

@@ -22,15 +22,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def run_one(natoms: int, lmax: int, edge_block, iters: int, threads: int) -> dict:
-    os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:threads]))
+    sys.path.insert(0, HERE)
+    from bench_sr import build_atoms, pin_cores
+
+    pin_cores(threads)
     import jax
     import jax.numpy as jnp
 
     import eqlr_jax
     from eqlr_jax.potential import predict
-
-    sys.path.insert(0, HERE)
-    from bench_sr import build_atoms
 
     atoms = build_atoms("nacl", natoms)
     cfg = eqlr_jax.NequIPConfig(species=("Na", "Cl"), r_max=5.0, l_max=lmax, num_features=32, num_layers=4,

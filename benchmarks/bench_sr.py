@@ -47,6 +47,13 @@ def build_atoms(system: str, natoms: int, rattle: float = 0.05, seed: int = 0):
     raise ValueError(f"unknown system {system!r}")
 
 
+def pin_cores(n: int) -> None:
+    """Pin this process to its first ``n`` allowed cores (CPU affinity; 0: leave as is). Call it
+    before importing jax: XLA's CPU thread pool is sized from the affinity mask."""
+    if n:
+        os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:n]))
+
+
 def median_ms(fn, warmup: int, iters: int):
     for _ in range(warmup):
         fn()
@@ -88,8 +95,7 @@ def compile_call(atoms, lmax: int, dtype: str = "float32", package: str = "eqlr_
 
 
 def run_one(args) -> dict:
-    if args.threads:
-        os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: args.threads]))
+    pin_cores(args.threads)
     import jax
 
     if args.dtype == "float64":

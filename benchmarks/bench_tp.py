@@ -30,8 +30,9 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--iters", type=int, default=7)
     a = p.parse_args(argv)
-    if a.threads:
-        os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: a.threads]))
+    from bench_sr import pin_cores
+
+    pin_cores(a.threads)
     import e3nn_jax as e3nn
     import jax
     import jax.numpy as jnp

@@ -31,7 +31,9 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=10)
     a = p.parse_args()
-    os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: a.threads]))
+    from bench_sr import pin_cores
+
+    pin_cores(a.threads)
     import jax
 
     if any(s.startswith("float64") for s in a.specs):
