@@ -1,0 +1,37 @@
+"""Smoke tests of the benchmark scripts: they run on tiny sizes and their JSON is sane.
+
+The scripts reach into the library's internals (``bench_tp.py`` into the convolution), so a
+refactor can break them without breaking a unit test; these runs catch that. Timings are not
+checked, only that the scripts run and what they compare agrees.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(script, *args, timeout=600):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", script), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+
+
+def test_bench_tp_hand_written_backward_matches_autodiff():
+    (row,) = _run("bench_tp.py", "--natoms", "64", "--lmax", "1", "--block", "256", "--iters", "1")
+    assert row["lmax"] == 1 and row["edges_in_block"] == 256
+    assert row["max_rel_diff"] < 1e-5
+    assert row["hand_written_ms"] > 0 and row["autodiff_ms"] > 0
+
+
+@pytest.mark.slow
+def test_bench_sr_and_growth_run():
+    (row,) = _run("bench_sr.py", "--natoms", "64", "--skip-ase", "--warmup", "1", "--iters", "2", "--threads", "1")
+    assert row["natoms"] == 64 and row["model_ms"] > 0 and row["compile_s"] > 0
+    (growth,) = _run("bench_growth.py", "--sizes", "64", "216", "--pairs", "2")
+    assert growth["growth"] > 0
