@@ -49,9 +49,14 @@ def build_atoms(system: str, natoms: int, rattle: float = 0.05, seed: int = 0):
 
 def pin_cores(n: int) -> None:
     """Pin this process to its first ``n`` allowed cores (CPU affinity; 0: leave as is). Call it
-    before importing jax: XLA's CPU thread pool is sized from the affinity mask."""
+    before importing jax: XLA's CPU thread pool is sized from the affinity mask. Also turns JAX's
+    persistent compilation cache off, so that compile times are cold even where the user has
+    set one up (``JAX_COMPILATION_CACHE_DIR``, :func:`eqlr_jax.enable_compilation_cache`)."""
     if n:
         os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:n]))
+    os.environ["JAX_ENABLE_COMPILATION_CACHE"] = "false"
+    if "jax" in sys.modules:
+        sys.modules["jax"].config.update("jax_enable_compilation_cache", False)
 
 
 def median_ms(fn, warmup: int, iters: int):
@@ -82,6 +87,7 @@ def compile_call(atoms, lmax: int, dtype: str = "float32", package: str = "eqlr_
     import jax
     import jax.numpy as jnp
 
+    jax.config.update("jax_enable_compilation_cache", False)  # cold compiles (see pin_cores)
     eqlr_jax = importlib.import_module(package)
     potential = importlib.import_module(package + ".potential")
 

@@ -14,6 +14,7 @@ from . import _xla
 
 _xla.apply()  # before JAX creates its backends; see eqlr_jax/_xla.py
 
+from .compile_cache import enable_compilation_cache  # noqa: E402
 from .graph import Capacity, Graph, build_graph  # noqa: E402
 from .io import load, save  # noqa: E402
 from .nn import NequIPConfig  # noqa: E402
@@ -31,4 +32,4 @@ def __getattr__(name):
 
 
 __all__ = ["Calculator", "Capacity", "Graph", "NequIPConfig", "Potential", "Structure", "build_graph",
-           "load", "save", "__version__"]
+           "enable_compilation_cache", "load", "save", "__version__"]

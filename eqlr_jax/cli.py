@@ -16,6 +16,9 @@ def _demo(args) -> int:
     import eqlr_jax
 
     print(f"eqlr_jax {eqlr_jax.__version__}: short-range NequIP demo (random weights, not a trained model)")
+    if not args.no_compile_cache:
+        print(f"compilation cache: {eqlr_jax.enable_compilation_cache(args.compile_cache)} "
+              "(a second run skips XLA compilation; --no-compile-cache to turn off)")
     config = eqlr_jax.NequIPConfig(species=("Na", "Cl"), r_max=args.r_max, l_max=args.l_max,
                                    num_features=args.features, num_layers=args.layers)
     pot = eqlr_jax.Potential.init(config, seed=args.seed)
@@ -53,6 +56,13 @@ def _info(args) -> int:
     return 0
 
 
+def _cache_options(parser) -> None:
+    parser.add_argument("--compile-cache", default=None, metavar="DIR",
+                        help="persistent compilation cache directory (default: $EQLR_JAX_CACHE_DIR or "
+                             "~/.cache/eqlr_jax/xla)")
+    parser.add_argument("--no-compile-cache", action="store_true", help="do not keep compiled programs on disk")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="eqlr-jax", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -67,6 +77,7 @@ def main(argv=None) -> int:
     d.add_argument("--steps", type=int, default=50)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--verbose", action="store_true")
+    _cache_options(d)
     d.set_defaults(func=_demo)
     i = sub.add_parser("info", help="describe a model file")
     i.add_argument("model")
@@ -74,7 +85,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:
         print(f"eqlr-jax: error: {e}", file=sys.stderr)
         return 2
 

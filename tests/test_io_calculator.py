@@ -120,7 +120,10 @@ def test_cli_demo_runs(tmp_path):
     from eqlr_jax.cli import main
 
     assert main(["demo", "--model", str(tmp_path / "d.eqlr"), "--repeat", "1", "--features", "4",
-                 "--layers", "1", "--steps", "3"]) == 0
+                 "--layers", "1", "--steps", "3", "--no-compile-cache"]) == 0
     assert (tmp_path / "d.eqlr").exists()
     assert main(["info", str(tmp_path / "d.eqlr")]) == 0
     assert main(["info", str(tmp_path / "missing.eqlr")]) == 2
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["demo", "--model", str(tmp_path / "e.eqlr"), "--compile-cache", str(blocker / "c")]) == 2

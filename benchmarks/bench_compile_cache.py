@@ -1,0 +1,60 @@
+#!/usr/bin/env python
+"""First call with the persistent compilation cache: a cold process, then a process that loads.
+
+Runs ``--runs`` fresh processes one after another with ``eqlr_jax.enable_compilation_cache``
+pointed at a new temporary directory; the first compiles and writes the program, the others
+load it. Each process times its first energy + forces + stress call through ``Potential``
+(trace, lower, compile or load, run) on rattled NaCl. One JSON line::
+
+    python benchmarks/bench_compile_cache.py --natoms 1000 --threads 1
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+CHILD = r"""
+import os, sys, time, json
+sys.path.insert(0, {here!r})
+from bench_sr import build_atoms
+if {threads}:
+    os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:{threads}]))
+import jax
+hits = []
+jax.monitoring.register_event_listener(lambda name, **kw: hits.append(name) if name.endswith("cache_hits") else None)
+import eqlr_jax
+eqlr_jax.enable_compilation_cache({cache!r})
+pot = eqlr_jax.Potential.init(eqlr_jax.NequIPConfig(species=("Na", "Cl"), r_max=5.0, l_max={lmax}), seed=0)
+graph, _ = pot.graph(eqlr_jax.Structure.from_ase(build_atoms("nacl", {natoms})))
+t0 = time.perf_counter()
+jax.block_until_ready(pot(graph, compute_stress=True)["forces"])
+print(json.dumps(dict(first_call_s=time.perf_counter() - t0, cache_hits=len(hits))))
+"""
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--natoms", type=int, default=1000)
+    p.add_argument("--lmax", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="CPU cores to use (0: all available)")
+    p.add_argument("--runs", type=int, default=3, help="processes (the first one compiles)")
+    a = p.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory() as cache:
+        code = CHILD.format(here=HERE, threads=a.threads, cache=cache, lmax=a.lmax, natoms=a.natoms)
+        for _ in range(a.runs):
+            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            if proc.returncode != 0:
+                sys.exit(proc.stderr[-3000:])
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    print(json.dumps(dict(natoms=a.natoms, lmax=a.lmax, threads=a.threads,
+                          first_call_s=[round(r["first_call_s"], 2) for r in rows],
+                          cache_hits=[r["cache_hits"] for r in rows])))
+
+
+if __name__ == "__main__":
+    main()
