@@ -16,9 +16,7 @@ def _demo(args) -> int:
     import eqlr_jax
 
     print(f"eqlr_jax {eqlr_jax.__version__}: short-range NequIP demo (random weights, not a trained model)")
-    if not args.no_compile_cache:
-        print(f"compilation cache: {eqlr_jax.enable_compilation_cache(args.compile_cache)} "
-              "(a second run skips XLA compilation; --no-compile-cache to turn off)")
+    _setup_cache(args)
     config = eqlr_jax.NequIPConfig(species=("Na", "Cl"), r_max=args.r_max, l_max=args.l_max,
                                    num_features=args.features, num_layers=args.layers)
     pot = eqlr_jax.Potential.init(config, seed=args.seed)
@@ -54,6 +52,23 @@ def _info(args) -> int:
     pot = eqlr_jax.load(args.model)
     print(json.dumps({"config": pot.config.to_dict(), "num_params": pot.num_params()}, indent=1))
     return 0
+
+
+def _setup_cache(args) -> None:
+    """Turn the compilation cache on as the options say. An unusable directory given with
+    --compile-cache is an error; an unusable default directory only a warning."""
+    if args.no_compile_cache:
+        return
+    import eqlr_jax
+
+    try:
+        path = eqlr_jax.enable_compilation_cache(args.compile_cache)
+    except OSError as e:
+        if args.compile_cache is not None:
+            raise
+        print(f"eqlr-jax: warning: running without a compilation cache: {e}", file=sys.stderr)
+        return
+    print(f"compilation cache: {path} (a second run skips XLA compilation; --no-compile-cache to turn off)")
 
 
 def _cache_options(parser) -> None:

@@ -127,3 +127,14 @@ def test_cli_demo_runs(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert main(["demo", "--model", str(tmp_path / "e.eqlr"), "--compile-cache", str(blocker / "c")]) == 2
+
+
+def test_cli_demo_runs_without_a_usable_default_cache(tmp_path, monkeypatch, capsys):
+    from eqlr_jax.cli import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("EQLR_JAX_CACHE_DIR", str(blocker / "c"))
+    assert main(["demo", "--model", str(tmp_path / "d.eqlr"), "--repeat", "1", "--features", "4",
+                 "--layers", "1", "--steps", "1"]) == 0
+    assert "without a compilation cache" in capsys.readouterr().err
