@@ -96,7 +96,7 @@ def pair_rows(raw):
     out = []
     key = lambda r: (r["natoms"], r["lmax"], r["threads"], r["dtype"])  # noqa: E731
     pkey = lambda r: (r["n_atoms"], r["l_max"], r["threads"], r["dtype"])  # noqa: E731
-    mine = [r for r in raw if r["code"] == "eqlr_jax" and "growth" not in r and "spec" not in r]
+    mine = [r for r in raw if r["code"] == "eqlr_jax" and r.get("kind", "paired") == "paired"]
     for k in sorted({key(r) for r in mine}):
         ours = [r for r in mine if key(r) == k]
         peer = [r for r in raw if r["code"] == "nequip-torch" and pkey(r) == k]
@@ -246,8 +246,8 @@ def main():
     os.makedirs(a.out_dir, exist_ok=True)
     raw = []
     with open(os.path.join(a.out_dir, "race.jsonl"), "w") as fh:
-        def record(row, rnd):
-            row["round"] = rnd
+        def record(row, rnd, kind):
+            row["round"], row["kind"] = rnd, kind
             raw.append(row)
             fh.write(json.dumps(row) + "\n")
             fh.flush()
@@ -267,15 +267,16 @@ def main():
                 if who == "peer":  # ours already says code="eqlr_jax"
                     row["code"] = "nequip-torch"
                     row["threads"] = th
-                record(row, rnd)
+                record(row, rnd, "paired")
             end_of_round = idx % len(configs) == len(configs) - 1
             if end_of_round and not a.quick and a.growth_pairs:
                 print(f"[race] round {rnd}, ours: growth 512 -> 4096 atoms in one process", file=sys.stderr, flush=True)
-                record(run_json(growth_cmd(1, a.growth_pairs), 1, env), rnd)
+                record(run_json(growth_cmd(1, a.growth_pairs), 1, env), rnd, "growth")
                 print(f"[race] round {rnd}, ours: float64 against float32 in one process", file=sys.stderr, flush=True)
-                record(dict(run_json(dtype_cmd(1, a.growth_pairs), 1, env), code="eqlr_jax"), rnd)
+                record(dict(run_json(dtype_cmd(1, a.growth_pairs), 1, env), code="eqlr_jax"), rnd, "dtype")
     rows = pair_rows(raw)
-    tg = targets(rows, [r for r in raw if "growth" in r], [r for r in raw if r.get("spec") == "float64:auto"])
+    tg = targets(rows, [r for r in raw if r["kind"] == "growth"],
+                 [r for r in raw if r["kind"] == "dtype" and r.get("spec") == "float64:auto"])
     with open(os.path.join(a.out_dir, "race.json"), "w") as fh:
         json.dump(dict(rows=rows, targets=tg, command=" ".join(sys.argv),
                        glibc_tunables=TUNED_MALLOC if a.tuned_malloc else None), fh, indent=1)
