@@ -8,14 +8,14 @@ load it. Each process times its first energy + forces + stress call through ``Po
 
     python benchmarks/bench_compile_cache.py --natoms 1000 --threads 1
 """
-import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from bench_sr import fresh_process_parser, python_json  # noqa: E402
 
 CHILD = r"""
 import os, sys, time, json
@@ -37,20 +37,10 @@ print(json.dumps(dict(first_call_s=time.perf_counter() - t0, cache_hits=len(hits
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--natoms", type=int, default=1000)
-    p.add_argument("--lmax", type=int, default=1)
-    p.add_argument("--threads", type=int, default=1, help="CPU cores to use (0: all available)")
-    p.add_argument("--runs", type=int, default=3, help="processes (the first one compiles)")
-    a = p.parse_args(argv)
-    rows = []
+    a = fresh_process_parser(__doc__, 3, "processes (the first one compiles)").parse_args(argv)
     with tempfile.TemporaryDirectory() as cache:
         code = CHILD.format(here=HERE, threads=a.threads, cache=cache, lmax=a.lmax, natoms=a.natoms)
-        for _ in range(a.runs):
-            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-            if proc.returncode != 0:
-                sys.exit(proc.stderr[-3000:])
-            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        rows = [python_json(code) for _ in range(a.runs)]
     print(json.dumps(dict(natoms=a.natoms, lmax=a.lmax, threads=a.threads,
                           first_call_s=[round(r["first_call_s"], 2) for r in rows],
                           cache_hits=[r["cache_hits"] for r in rows])))

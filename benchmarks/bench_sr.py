@@ -59,6 +59,26 @@ def pin_cores(n: int) -> None:
         sys.modules["jax"].config.update("jax_enable_compilation_cache", False)
 
 
+def fresh_process_parser(doc: str, runs: int, runs_help: str) -> argparse.ArgumentParser:
+    """Options of the scripts that time the first call in fresh processes: --natoms, --lmax,
+    --threads (default 1; 0: all available cores), --runs."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
+    p.add_argument("--natoms", type=int, default=1000)
+    p.add_argument("--lmax", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="CPU cores to use (0: all available)")
+    p.add_argument("--runs", type=int, default=runs, help=runs_help)
+    return p
+
+
+def python_json(code: str) -> dict:
+    """Run ``code`` in a fresh Python process; its last stdout line, parsed as JSON. Exits with
+    the end of its stderr if it fails."""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(proc.stderr[-3000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def median_ms(fn, warmup: int, iters: int):
     for _ in range(warmup):
         fn()

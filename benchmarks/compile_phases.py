@@ -11,14 +11,14 @@ the medians::
 
     python benchmarks/compile_phases.py --natoms 1000 --threads 1 --runs 5
 """
-import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from bench_sr import fresh_process_parser, python_json  # noqa: E402
 
 CHILD = r"""
 import json, sys, time, statistics
@@ -47,19 +47,11 @@ print(json.dumps({{k: round(v, 3) for k, v in d.items()}}))
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--natoms", type=int, default=1000)
-    p.add_argument("--lmax", type=int, default=1)
-    p.add_argument("--threads", type=int, default=1, help="CPU cores to use (0: all available)")
-    p.add_argument("--runs", type=int, default=5, help="fresh processes")
-    a = p.parse_args(argv)
+    a = fresh_process_parser(__doc__, 5, "fresh processes").parse_args(argv)
     code = CHILD.format(here=HERE, threads=a.threads, lmax=a.lmax, natoms=a.natoms)
     rows = []
     for _ in range(a.runs):
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-        if proc.returncode != 0:
-            sys.exit(proc.stderr[-3000:])
-        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        rows.append(python_json(code))
         print(json.dumps(dict(rows[-1], natoms=a.natoms, lmax=a.lmax, threads=a.threads)), flush=True)
     med = {k: round(statistics.median(r[k] for r in rows), 3) for k in rows[0]}
     print(json.dumps(dict(med, median_of=len(rows), natoms=a.natoms, lmax=a.lmax, threads=a.threads)))
