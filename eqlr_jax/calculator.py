@@ -8,6 +8,8 @@ and, for 3-D periodic structures, ``stress`` (eV/Å^3, Voigt order xx yy zz yz x
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from ase.calculators.calculator import Calculator as _AseCalculator
 from ase.calculators.calculator import PropertyNotImplementedError, all_changes
@@ -17,6 +19,8 @@ from .neighbors import neighbor_list
 from .structure import Structure
 
 __all__ = ["Calculator"]
+
+logger = logging.getLogger(__name__)
 
 
 class Calculator(_AseCalculator):
@@ -53,8 +57,13 @@ class Calculator(_AseCalculator):
         if self.capacity is None or not self.capacity.fits(exact):
             h = 1.0 + self.headroom
             grown = capacity_for(int(np.ceil(n_atoms * h)), int(np.ceil(n_edges * h)), 1)
-            self.capacity = grown if self.capacity is None else self.capacity.union(grown)
+            first = self.capacity is None
+            self.capacity = grown if first else self.capacity.union(grown)
             self.n_compiles += 1
+            logger.info("%s capacity %d atoms, %d edges (compile %d of this calculator): the next call "
+                        "compiles the model, which takes seconds; eqlr_jax.enable_compilation_cache() keeps "
+                        "compiled programs for later runs", "padded" if first else "grown to",
+                        self.capacity.n_node, self.capacity.n_edge, self.n_compiles)
         return self.capacity
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):

@@ -89,16 +89,20 @@ def test_calculator_agrees_with_potential(pot64):
                                rtol=1e-6, atol=1e-9)
 
 
-def test_calculator_compiles_once_during_md(pot64):
+def test_calculator_compiles_once_during_md(pot64, caplog):
     atoms = _nacl(repeat=1)
     atoms.calc = pot64.calculator(dtype="float64")
     from eqlr_jax.potential import trace_count
 
-    atoms.get_forces()
-    before = trace_count()
-    VelocityVerlet(atoms, timestep=1.0).run(20)
+    with caplog.at_level("INFO", logger="eqlr_jax.calculator"):
+        atoms.get_forces()
+        before = trace_count()
+        VelocityVerlet(atoms, timestep=1.0).run(20)
     assert atoms.calc.n_compiles == 1
     assert trace_count() == before
+    # the user is told once, on the call that compiles
+    notes = [r.getMessage() for r in caplog.records if "compiles the model" in r.getMessage()]
+    assert len(notes) == 1 and notes[0].startswith("padded capacity")
 
 
 def test_calculator_molecule_has_no_stress(pot64):
