@@ -200,7 +200,8 @@ def loglog(series, path, ylabel):
     ax.set_xlabel("atoms (rattled rock-salt NaCl)")
     ax.set_ylabel(ylabel)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    if series:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -210,8 +211,6 @@ def plot(rows, path):
     for l, th in sorted({(r["lmax"], r["threads"]) for r in rows if r["dtype"] == "float32"}):
         sel = sorted([r for r in rows if (r["lmax"], r["threads"], r["dtype"]) == (l, th, "float32")],
                      key=lambda r: r["natoms"])
-        if len(sel) < 2:
-            continue
         series.append((f"eqlr_jax l_max {l}, {th} thr", "o-", [r["natoms"] for r in sel], [r["ours_ms"] for r in sel]))
         pk = [(r["natoms"], r["peer_ms"]) for r in sel if "peer_ms" in r]
         if pk:
