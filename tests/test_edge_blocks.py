@@ -10,7 +10,7 @@ import pytest
 
 import eqlr_jax
 from eqlr_jax.graph import Capacity
-from eqlr_jax.nn.edge_blocks import RadialMLP, edge_messages, radial_mlp
+from eqlr_jax.nn.edge_blocks import RadialMLP, _silu, edge_messages, radial_mlp
 from eqlr_jax.nn.cm import swap_layout
 from eqlr_jax.nn.tensor_product import conv_messages
 
@@ -142,3 +142,16 @@ def test_auto_edge_block_caps_the_number_of_blocks():
             assert -(-huge // resolve_edge_block("auto", huge, cores=cores)) <= MAX_AUTO_BLOCKS
         expected = CPU_EDGE_BLOCK if available_cores() > 1 else CPU_EDGE_BLOCK_ONE_CORE
         assert resolve_edge_block("auto", 1000) == expected  # default: this process's cores
+
+
+@pytest.mark.parametrize("dtype, tol", [(jnp.float64, 1e-13), (jnp.float32, 3e-7)])
+def test_silu_is_e3nns_normalised_silu(dtype, tol):
+    # float64 computes the sigmoid through tanh (speed): it differs from e3nn's by rounding only
+    # (at most ~1e-16 |x|, absolute); both dtypes must match e3nn's function,
+    # values and derivatives, over the range the radial MLP sees and far beyond
+    x = jnp.linspace(-40.0, 40.0, 20001, dtype=dtype)
+    ref = e3nn.normalize_function(jax.nn.silu)
+    np.testing.assert_allclose(_silu(x), ref(x), rtol=tol, atol=tol)
+    d, dref = jax.vmap(jax.grad(_silu))(x), jax.vmap(jax.grad(ref))(x)
+    np.testing.assert_allclose(d, dref, rtol=tol, atol=tol)
+    assert _silu(x).dtype == dtype
