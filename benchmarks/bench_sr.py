@@ -56,7 +56,17 @@ def pin_cores(n: int) -> None:
         os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:n]))
     os.environ["JAX_ENABLE_COMPILATION_CACHE"] = "false"
     if "jax" in sys.modules:
-        sys.modules["jax"].config.update("jax_enable_compilation_cache", False)
+        cold_compiles()
+
+
+def cold_compiles() -> None:
+    """JAX's persistent compilation cache off for the rest of this process (JAX decides at the
+    first compile after a reset, so reset too)."""
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    jax.config.update("jax_enable_compilation_cache", False)
+    compilation_cache.reset_cache()
 
 
 def fresh_process_parser(doc: str, runs: int, runs_help: str) -> argparse.ArgumentParser:
@@ -107,7 +117,7 @@ def compile_call(atoms, lmax: int, dtype: str = "float32", package: str = "eqlr_
     import jax
     import jax.numpy as jnp
 
-    jax.config.update("jax_enable_compilation_cache", False)  # cold compiles (see pin_cores)
+    cold_compiles()
     eqlr_jax = importlib.import_module(package)
     potential = importlib.import_module(package + ".potential")
 

@@ -70,7 +70,7 @@ def main(argv=None):
             return lambda x, y, w: grad(x, y, w, jnp.asarray(snd), jnp.asarray(rcv), probe)
 
         def autodiff_conv(x, y, w, snd, rcv, n, plan):  # the same forward pass, differentiated by JAX
-            return tp.sum_into_receivers(tp._messages.fun(x[snd], y, w, plan), rcv, n)
+            return tp.sum_into_receivers(tp._messages.fun(x[snd], y, w, plan), rcv, n, tp._scatter_columns())
 
         fns = {"hand_written": make(tp._conv), "autodiff": make(autodiff_conv)}
         ref = fns["autodiff"](x, y, w)

@@ -60,9 +60,10 @@ class Calculator(_AseCalculator):
             first = self.capacity is None
             self.capacity = grown if first else self.capacity.union(grown)
             self.n_compiles += 1
-            logger.info("%s capacity %d atoms, %d edges (compile %d of this calculator): the next call "
-                        "compiles the model, which takes seconds; eqlr_jax.enable_compilation_cache() keeps "
-                        "compiled programs for later runs", "padded" if first else "grown to",
+            logger.info("%s capacity %d atoms, %d edges (capacity %d of this calculator): this call "
+                        "compiles the model unless the program is cached, which takes seconds; "
+                        "eqlr_jax.enable_compilation_cache() keeps compiled programs for later runs",
+                        "padded" if first else "grown to",
                         self.capacity.n_node, self.capacity.n_edge, self.n_compiles)
         return self.capacity
 

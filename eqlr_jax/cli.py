@@ -72,10 +72,11 @@ def _setup_cache(args) -> None:
 
 
 def _cache_options(parser) -> None:
-    parser.add_argument("--compile-cache", default=None, metavar="DIR",
-                        help="persistent compilation cache directory (default: $EQLR_JAX_CACHE_DIR or "
-                             "~/.cache/eqlr_jax/xla)")
-    parser.add_argument("--no-compile-cache", action="store_true", help="do not keep compiled programs on disk")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--compile-cache", default=None, metavar="DIR",
+                       help="persistent compilation cache directory (default: $EQLR_JAX_CACHE_DIR, else "
+                            "$XDG_CACHE_HOME/eqlr_jax/xla, else ~/.cache/eqlr_jax/xla)")
+    group.add_argument("--no-compile-cache", action="store_true", help="do not keep compiled programs on disk")
 
 
 def main(argv=None) -> int:
