@@ -18,11 +18,10 @@ sys.path.insert(0, HERE)
 from bench_sr import fresh_process_parser, python_json  # noqa: E402
 
 CHILD = r"""
-import os, sys, time, json
+import sys, time, json
 sys.path.insert(0, {here!r})
-from bench_sr import build_atoms
-if {threads}:
-    os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:{threads}]))
+from bench_sr import build_atoms, pin_cores
+pin_cores({threads})  # (it also turns the cache off; enable_compilation_cache below turns it back on)
 import jax
 hits = []
 jax.monitoring.register_event_listener(lambda name, **kw: hits.append(name) if name.endswith("cache_hits") else None)
