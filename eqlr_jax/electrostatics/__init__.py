@@ -14,6 +14,9 @@ Entry points:
   :func:`ewald_operator` (repeated mat-vecs), :func:`ewald_matrix`, :func:`ewald_overflow`
   (pure, jit-able, differentiable in positions, cell, sigmas and charges).
 * Slabs: ``prepare_ewald(..., slab_axis=2)`` or :func:`slab_correction_energy`.
+* Flat batches of many open, periodic and slab structures (the long-range model's layout):
+  :func:`structure_parts` + :func:`assemble_flat_data` (host) → :func:`flat_operator`,
+  :func:`flat_energy`, :func:`flat_matrix` (pure, segment sums per structure).
 """
 
 from .api import coulomb_energy, coulomb_matrix, coulomb_potential
@@ -23,6 +26,8 @@ from .ewald import (EwaldOperator, ewald_energy, ewald_matrix, ewald_operator, e
                     ewald_potential)
 from .ewald_setup import (EwaldData, EwaldSetup, prepare_ewald, prepare_ewald_batch,
                           stack_ewald_data)
+from .flat import FlatData, FlatOperator, flat_energy, flat_matrix, flat_operator
+from .flat_setup import StructureParts, assemble_flat_data, structure_parts
 from .pairs import PairList
 from .surface import slab_correction_energy, slab_correction_potential
 from .validation import CapacityError
@@ -32,5 +37,6 @@ __all__ = [
     "open_energy", "open_potential", "open_matrix", "prepare_ewald", "prepare_ewald_batch",
     "stack_ewald_data", "EwaldSetup", "EwaldData", "PairList", "EwaldOperator", "ewald_energy",
     "ewald_potential", "ewald_operator", "ewald_matrix", "ewald_overflow", "slab_correction_energy",
-    "slab_correction_potential",
+    "slab_correction_potential", "FlatData", "FlatOperator", "flat_operator", "flat_energy", "flat_matrix",
+    "StructureParts", "structure_parts", "assemble_flat_data",
 ]

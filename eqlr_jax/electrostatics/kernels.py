@@ -74,3 +74,26 @@ def erfc_diff_over_r(d2, g2, e2):
     r = jnp.sqrt(jnp.where(small, 1.0, d2))
     direct = (erfc(r / jnp.sqrt(e2)) - jnp.where(g_pos, erfc(r / jnp.sqrt(g2s)), 0.0)) / r
     return jnp.where(small, taylor, direct)
+
+
+def screened_over_r(d2, g2, e2, screened):
+    """Pair kernel of two Gaussians, open or Ewald-screened, in one expression (1/Å).
+
+    ``screened`` (bool, broadcastable): :func:`erfc_diff_over_r` ``(d2, g2, e2)`` where True
+    (the Ewald real-space kernel), :func:`erf_over_r` ``(d2, g2)`` where False (open
+    boundaries; ``e2`` is then unused but must be positive). Both are
+    ``[A − erfc(r/√g2)]/r`` with ``A = erfc(r/√e2)`` or 1, so a batch that mixes open and
+    periodic structures evaluates each kind of erfc once per pair.
+    """
+    d2, g2, e2, screened = jnp.broadcast_arrays(d2, g2, e2, screened)
+    g_pos = g2 > 0
+    g2s = jnp.where(g_pos, g2, 1.0)
+    small_g = jnp.where(g_pos, d2 < _TAU * g2s, d2 == 0)
+    small = jnp.where(screened, jnp.where(g_pos, d2 < _TAU * jnp.minimum(g2s, e2), d2 == 0), small_g)
+    ds = jnp.where(small, d2, 0.0)
+    taylor = (jnp.where(g_pos, _taylor_erf_over_r(ds, g2s), 0.0)
+              - jnp.where(screened, _taylor_erf_over_r(ds, e2), 0.0))
+    r = jnp.sqrt(jnp.where(small, 1.0, d2))
+    a = jnp.where(screened, erfc(r / jnp.sqrt(e2)), 1.0)
+    direct = (a - jnp.where(g_pos, erfc(r / jnp.sqrt(g2s)), 0.0)) / r
+    return jnp.where(small, taylor, direct)

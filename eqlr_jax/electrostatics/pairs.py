@@ -77,3 +77,12 @@ def build_pair_list(positions, cell, r_cut: float, capacity: int, on_overflow: s
     m = min(n, capacity)
     out.i[:m], out.j[:m], out.shifts[:m], out.valid[:m] = i[:m], j[:m], s[:m], True
     return out._replace(n_found=np.asarray(n, np.int32))
+
+
+def half_pairs(positions, cell, r_cut: float):
+    """Unpadded half pair list within ``r_cut`` (Å): (i, j, S) as int32 arrays (n,), (n,), (n, 3)."""
+    pos = np.ascontiguousarray(positions, dtype=np.float64)
+    full = build_pair_list(pos, cell, r_cut, 0, on_overflow="flag")
+    n = int(full.n_found)
+    pl = build_pair_list(pos, cell, r_cut, n)
+    return pl.i, pl.j, pl.shifts
