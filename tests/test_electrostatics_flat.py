@@ -125,3 +125,9 @@ def test_wire_and_singular_slab_cells_are_rejected():
     cell = np.diag([5.0, 5.0, 0.0])
     with pytest.raises(ValueError, match="vacuum"):
         structure_parts(pos, cell, [True, True, False], 1.0)
+
+
+def test_operator_diagonal_is_the_matrix_diagonal():
+    pos, cell, sig, ng, mask, data, _ = _batch(_systems(4))
+    op = flat_operator(pos, cell, sig, ng, mask, data)
+    np.testing.assert_allclose(np.asarray(op.diagonal()), np.diag(np.asarray(flat_matrix(op))), rtol=1e-12, atol=1e-12)

@@ -100,6 +100,7 @@ class FlatOperator:
     sin: jax.Array          # (K, N)
     k_weight: jax.Array     # (K,) eV/e², 2 k_e W_k
     diag: jax.Array         # (N,) eV/e², self terms
+    self_energy: jax.Array  # (N,) eV/e², k_e/(√π σ_i): the Gaussian self term alone
     bg_a: jax.Array         # (N,) k_e (2π/V)(σ_i² − η²) on periodic atoms, else 0
     bg_b: jax.Array         # (N,) k_e (2π/V) σ_i² on periodic atoms, else 0
     slab_z: jax.Array       # (N, 3) coordinate along each axis normal
@@ -124,6 +125,17 @@ class FlatOperator:
         slab = 2.0 * dip * self.slab_z - mom - qt[:, None] * (self.slab_zz + self.slab_h2)
         phi = phi + jnp.sum(self.slab_c * slab, axis=-1)
         return jnp.where(self.mask, phi, 0.0)
+
+    def diagonal(self):
+        """(N,) diagonal of M, eV/e² (self terms, periodic self-images, reciprocal, background and
+        slab parts; the Jacobi preconditioner of QEq)."""
+        n, g = self.mask.shape[0], self.n_graph
+        self_image = jnp.where(self.pair_i == self.pair_j, 2.0 * self.pair_kernel, 0.0)
+        d = self.diag + _segment(self_image, self.pair_i, n)
+        d = d + self.k_weight @ (self.cos * self.cos + self.sin * self.sin)
+        sig2 = self.slab_zz - self.slab_z * self.slab_z
+        d = d + self.bg_a + self.bg_b - jnp.sum(self.slab_c * (2.0 * sig2 + self.slab_h2), axis=-1)
+        return jnp.where(self.mask, d, 0.0)
 
     def energies(self, q):
         """(G,) energy ½ qᵀ M q of each structure, eV."""
@@ -198,6 +210,7 @@ def flat_operator(positions, cell, sigmas, node_graph, node_mask, data: FlatData
     return FlatOperator(
         pair_i=data.pair_i, pair_j=data.pair_j, pair_kernel=KE * kern, cos=cos, sin=sin,
         k_weight=2.0 * KE * w, diag=KE * jnp.where(mask, diag, 0.0),
+        self_energy=KE * jnp.where(mask, erf_over_r(zero, 4.0 * sig2), 0.0),
         bg_a=KE * c * (sig2 - eta * eta), bg_b=KE * c * sig2,
         slab_z=z, slab_zz=z * z + sig2[:, None], slab_c=slab_c, slab_h2=(h * h / 6.0)[node_graph],
         node_graph=node_graph, mask=mask, n_graph=n_graph)
