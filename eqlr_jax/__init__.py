@@ -8,8 +8,7 @@ Quick use::
 
 Units throughout: eV, Å, e, eV/Å, eV/Å^3. jax-md is imported lazily (only by ``eqlr_jax.jax_md``).
 """
-__version__ = "0.1.0"
-
+from ._version import __version__
 from . import _xla
 
 _xla.apply()  # before JAX creates its backends; see eqlr_jax/_xla.py
