@@ -16,6 +16,7 @@ Entry points:
 * Slabs: ``prepare_ewald(..., slab_axis=2)`` or :func:`slab_correction_energy`.
 """
 
+from ..errors import CapacityError
 from .api import coulomb_energy, coulomb_matrix, coulomb_potential
 from .constants import DEFAULT_ACCURACY, KE
 from .coulomb import open_energy, open_matrix, open_potential
@@ -25,7 +26,6 @@ from .ewald_setup import (EwaldData, EwaldSetup, prepare_ewald, prepare_ewald_ba
                           stack_ewald_data)
 from .pairs import PairList
 from .surface import slab_correction_energy, slab_correction_potential
-from .validation import CapacityError
 
 __all__ = [
     "KE", "DEFAULT_ACCURACY", "CapacityError", "coulomb_energy", "coulomb_potential", "coulomb_matrix",

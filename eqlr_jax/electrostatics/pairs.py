@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 import vesin
 
-from .validation import CapacityError
+from ..errors import CapacityError
 
 
 class PairList(NamedTuple):

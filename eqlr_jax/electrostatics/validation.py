@@ -7,10 +7,6 @@ their inputs (they cannot raise).
 import numpy as np
 
 
-class CapacityError(ValueError):
-    """A static capacity (pair list or k-vector set) is too small for the request."""
-
-
 def check_positions(positions) -> np.ndarray:
     """Return positions as float64 (N, 3); raise on a wrong shape or non-finite values."""
     pos = np.asarray(positions, dtype=np.float64)
