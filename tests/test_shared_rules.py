@@ -1,5 +1,5 @@
-"""One of each: the capacity error, and the singular-cell rule are shared by the
-model side (Structure, graph) and the electrostatics side."""
+"""One of each: the capacity error, the singular-cell rule and the vesin call are shared by the
+model side (Structure, graph, neighbour lists) and the electrostatics side."""
 import dataclasses
 
 import numpy as np
@@ -7,9 +7,11 @@ import pytest
 
 import eqlr_jax
 from eqlr_jax import electrostatics as es
+from eqlr_jax.electrostatics.pairs import build_pair_list
 from eqlr_jax.electrostatics.validation import check_cell
 from eqlr_jax.graph import Capacity
 from eqlr_jax.lattice import lattice_defect
+from eqlr_jax.neighbors import pairs_within
 from eqlr_jax.structure import InvalidStructureError, Structure
 
 
@@ -96,3 +98,20 @@ def test_singular_rule_is_scale_invariant_above_the_floor():
     for scale in (1e2, 1e3, 1e4):  # volumes 1e-3 to 1e3 Å^3, all above the floor
         assert lattice_defect(scale * shape).startswith("zero volume")
         assert lattice_defect(scale * (shape + [[0, 0, 0], [0, 0, 0], [0, 0, 1e-9]])) is None
+
+
+def test_half_and_full_lists_come_from_one_vesin_call():
+    rng = np.random.default_rng(4)
+    cell = np.array([[3.0, 0.0, 0.0], [1.2, 2.8, 0.0], [0.7, -0.9, 3.1]])
+    pos = rng.random((5, 3)) @ cell
+    fi, fj, fS, fd = pairs_within(pos, cell, True, 4.5, full_list=True)
+    hi, hj, hS, hd = pairs_within(pos, cell, True, 4.5, full_list=False)
+    full = sorted(zip(fi.tolist(), fj.tolist(), map(tuple, fS.tolist())))
+    both = sorted([(a, b, tuple(s)) for a, b, s in zip(hi.tolist(), hj.tolist(), hS.tolist())]
+                  + [(b, a, tuple(-np.asarray(s))) for a, b, s in zip(hi.tolist(), hj.tolist(), hS.tolist())])
+    assert full == both
+    np.testing.assert_allclose(hd, np.linalg.norm(pos[hj] - pos[hi] + hS @ cell, axis=1), rtol=1e-12)
+    pl = build_pair_list(pos, cell, 4.5, len(hi) + 3)
+    assert int(pl.n_found) == len(hi) and pl.valid.sum() == len(hi)
+    np.testing.assert_array_equal(pl.i[:len(hi)], hi)
+    np.testing.assert_array_equal(pl.shifts[:len(hi)], hS)

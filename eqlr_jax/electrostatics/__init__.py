@@ -1,6 +1,7 @@
 """Electrostatics of Gaussian charges: open boundaries and jit-compiled Ewald sums.
 
-Depends only on jax, numpy and vesin (never on the neural network). Units: eV, Å, e;
+Depends only on jax, numpy, vesin and leaf modules of eqlr_jax (``errors``, ``lattice``,
+``neighbors``; never on the neural network or ASE). Units: eV, Å, e;
 k_e = 14.399645 eV·Å/e² (:data:`KE`).
 
 Entry points:
