@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .errors import CapacityError
 from .neighbors import neighbor_list
 from .structure import Structure
 
@@ -32,10 +33,6 @@ __all__ = ["Graph", "Capacity", "bucket", "build_graph", "capacity_for", "specie
 
 class UnknownElementError(ValueError):
     """Raised when a structure contains an element the model was not built for."""
-
-
-class CapacityError(ValueError):
-    """Raised when a structure does not fit the requested static capacities."""
 
 
 @jax.tree_util.register_dataclass

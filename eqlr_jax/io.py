@@ -11,6 +11,7 @@ import flax.serialization
 import jax
 import numpy as np
 
+from ._version import __version__
 from .nn import NequIPConfig
 from .potential import Potential
 
@@ -27,8 +28,6 @@ class ModelFileError(ValueError):
 def save(path: str | os.PathLike, potential: Potential) -> None:
     """Write ``potential`` to ``path`` (conventionally ``*.eqlr``). Written atomically: a crash
     mid-write leaves any previous file intact."""
-    from . import __version__
-
     meta = {"magic": _MAGIC, "format_version": FORMAT_VERSION, "eqlr_jax_version": __version__,
             "model": "nequip-sr", "config": potential.config.to_dict()}
     params = jax.tree_util.tree_map(np.asarray, potential.params)

@@ -5,16 +5,22 @@ mixed or absent periodicity, and isolated molecules (no cell at all).
 
 Convention: pair ``(i, j, S)`` means atom j, shifted by the integer lattice translation S, is a
 neighbour of atom i. The edge vector pointing from i to that image is
-``positions[j] - positions[i] + S @ cell`` (Å). Lists are *full* (both directions are present).
+``positions[j] - positions[i] + S @ cell`` (Å). :func:`neighbor_list` gives *full* lists (both
+directions are present); :func:`pairs_within` is the one vesin call of the package, also behind
+the Ewald pair list (``eqlr_jax.electrostatics.pairs``, half lists). This module imports only
+NumPy and vesin at import time, so the electrostatics code may use it.
 """
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 import vesin
 
-from .structure import Structure
+if TYPE_CHECKING:
+    from .structure import Structure
 
-__all__ = ["neighbor_list", "OverlappingAtomsError", "MIN_DISTANCE"]
+__all__ = ["neighbor_list", "pairs_within", "OverlappingAtomsError", "MIN_DISTANCE"]
 
 #: Pairs closer than this (Å) are rejected as overlapping atoms.
 MIN_DISTANCE = 0.1
@@ -29,7 +35,7 @@ def _vesin_box(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
     one is replaced by a unit vector orthogonal to the others; with no periodicity the box is zero."""
     if not pbc.any():
         return np.zeros((3, 3))
-    box = cell.copy()
+    box = np.array(cell, dtype=np.float64)
     if abs(np.linalg.det(box)) > 1e-12:
         return box
     for axis in np.flatnonzero(~pbc):
@@ -41,6 +47,30 @@ def _vesin_box(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
             v = q[:, axis]
         box[axis] = v / np.linalg.norm(v)
     return box
+
+
+def pairs_within(positions, cell, pbc, cutoff: float, full_list: bool):
+    """All pairs ``(i, j, S)`` with ``|positions[j] - positions[i] + S @ cell| < cutoff``, from vesin.
+
+    Args:
+        positions: (N, 3) float, Å (need not be wrapped into the cell).
+        cell: (3, 3) float, rows are lattice vectors, Å; non-periodic rows may be zero.
+        pbc: bool or (3,) bools, periodicity along each lattice vector.
+        cutoff: Å; may exceed half the cell (several images of one neighbour).
+        full_list: True for both directions of every pair; False for a half list (every
+            unordered pair once, a periodic self-image (i, i, S) for only one of ±S).
+
+    Returns:
+        (i, j, S, d) in vesin's order: i, j integer arrays (n_pairs,), S int32 (n_pairs, 3)
+        image shifts, d float64 (n_pairs,) distances in Å.
+    """
+    pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
+    box = _vesin_box(np.asarray(cell, dtype=np.float64), pbc)
+    periodic = pbc.tolist() if pbc.any() else False
+    nl = vesin.NeighborList(cutoff=float(cutoff), full_list=full_list)
+    i, j, S, d = nl.compute(np.ascontiguousarray(positions, dtype=np.float64), box, periodic,
+                            quantities="ijSd")
+    return i, j, np.asarray(S, np.int32).reshape(-1, 3), d
 
 
 def neighbor_list(structure: Structure, cutoff: float, check_overlap: bool = True):
@@ -55,10 +85,7 @@ def neighbor_list(structure: Structure, cutoff: float, check_overlap: bool = Tru
     """
     if not cutoff > 0:
         raise ValueError(f"cutoff must be positive, got {cutoff}")
-    box = _vesin_box(structure.cell, structure.pbc)
-    nl = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
-    periodic = structure.pbc.tolist() if structure.pbc.any() else False
-    i, j, S, d = nl.compute(structure.positions, box, periodic, quantities="ijSd")
+    i, j, S, d = pairs_within(structure.positions, structure.cell, structure.pbc, cutoff, full_list=True)
     order = np.lexsort((j, i))
     i, j, S, d = i[order], j[order], S[order], d[order]
     if check_overlap and d.size and d.min() < MIN_DISTANCE:

@@ -12,10 +12,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Structure", "InvalidStructureError"]
+from .lattice import lattice_defect
 
-#: A periodic cell whose volume is below this (Å^3) is treated as zero-volume.
-MIN_CELL_VOLUME = 1e-6
+__all__ = ["Structure", "InvalidStructureError"]
 
 
 class InvalidStructureError(ValueError):
@@ -63,18 +62,10 @@ class Structure:
         if not np.isfinite(cell).all():
             raise InvalidStructureError("cell contains NaN or inf")
         if pbc.any():
-            periodic_vectors = cell[pbc]
-            # Gram determinant: volume (or area, or length) spanned by the periodic vectors.
-            gram = np.linalg.det(periodic_vectors @ periodic_vectors.T)
-            if pbc.all():
-                vol = abs(np.linalg.det(cell))
-                if vol < MIN_CELL_VOLUME:
-                    raise InvalidStructureError(
-                        f"cell has pbc={pbc.tolist()} but zero volume ({vol:.3g} Å^3): the cell is singular")
-            elif gram <= (MIN_CELL_VOLUME ** (2.0 / 3.0)) ** int(pbc.sum()):
-                raise InvalidStructureError(
-                    f"the periodic cell vectors (pbc={pbc.tolist()}) are zero or linearly dependent: "
-                    "the cell is singular")
+            # only the periodic vectors must be independent (a slab's vacuum vector may be zero)
+            defect = lattice_defect(cell[pbc])
+            if defect is not None:
+                raise InvalidStructureError(f"the periodic cell vectors (pbc={pbc.tolist()}) have {defect}")
         tq = float(self.total_charge)
         if not np.isfinite(tq):
             raise InvalidStructureError(f"total_charge must be finite, got {self.total_charge}")

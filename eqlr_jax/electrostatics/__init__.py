@@ -1,6 +1,7 @@
 """Electrostatics of Gaussian charges: open boundaries and jit-compiled Ewald sums.
 
-Depends only on jax, numpy and vesin (never on the neural network). Units: eV, Å, e;
+Depends only on jax, numpy, vesin and leaf modules of eqlr_jax (``errors``, ``lattice``,
+``neighbors``; never on the neural network or ASE). Units: eV, Å, e;
 k_e = 14.399645 eV·Å/e² (:data:`KE`).
 
 Entry points:
@@ -19,6 +20,7 @@ Entry points:
   :func:`flat_energy`, :func:`flat_matrix` (pure, segment sums per structure).
 """
 
+from ..errors import CapacityError
 from .api import coulomb_energy, coulomb_matrix, coulomb_potential
 from .constants import DEFAULT_ACCURACY, KE
 from .coulomb import open_energy, open_matrix, open_potential
@@ -30,7 +32,6 @@ from .flat import FlatData, FlatOperator, flat_energy, flat_matrix, flat_operato
 from .flat_setup import StructureParts, assemble_flat_data, structure_parts
 from .pairs import PairList
 from .surface import slab_correction_energy, slab_correction_potential
-from .validation import CapacityError
 
 __all__ = [
     "KE", "DEFAULT_ACCURACY", "CapacityError", "coulomb_energy", "coulomb_potential", "coulomb_matrix",

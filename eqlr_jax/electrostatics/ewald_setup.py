@@ -29,9 +29,10 @@ from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
+from ..errors import CapacityError
 from .constants import DEFAULT_ACCURACY
 from .pairs import PairList, build_pair_list, empty_pair_list, estimate_pair_count
-from .validation import CapacityError, check_accuracy, check_cell, check_positions, check_sigmas
+from .validation import check_accuracy, check_cell, check_positions, check_sigmas
 
 #: η = ETA_FACTOR · (V²/N)^{1/6}; tuned on CPU for rock-salt NaCl (see benchmarks).
 ETA_FACTOR = 1.0 / math.sqrt(2.0 * math.pi)

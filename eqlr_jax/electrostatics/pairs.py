@@ -9,9 +9,9 @@ counts each entry for both members of the pair.
 from typing import NamedTuple
 
 import numpy as np
-import vesin
 
-from .validation import CapacityError
+from ..errors import CapacityError
+from ..neighbors import pairs_within
 
 
 class PairList(NamedTuple):
@@ -59,13 +59,9 @@ def build_pair_list(positions, cell, r_cut: float, capacity: int, on_overflow: s
     """
     if on_overflow not in ("raise", "flag"):
         raise ValueError(f"on_overflow must be 'raise' or 'flag', got {on_overflow!r}")
-    pos = np.ascontiguousarray(positions, dtype=np.float64)
-    box = np.ascontiguousarray(cell, dtype=np.float64)
-    nl = vesin.NeighborList(cutoff=float(r_cut), full_list=False, skin=0.0)
-    i, j, s = nl.compute(pos, box, periodic=True, quantities="ijS")
+    i, j, s, _ = pairs_within(positions, cell, True, r_cut, full_list=False)
     i = np.asarray(i, np.int64)
     j = np.asarray(j, np.int64)
-    s = np.asarray(s, np.int32).reshape(-1, 3)
     keep = ~((i == j) & np.all(s == 0, axis=1))  # never the i = j, S = 0 term
     i, j, s = i[keep], j[keep], s[keep]
     n = len(i)

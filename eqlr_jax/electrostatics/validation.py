@@ -6,9 +6,7 @@ their inputs (they cannot raise).
 
 import numpy as np
 
-
-class CapacityError(ValueError):
-    """A static capacity (pair list or k-vector set) is too small for the request."""
+from ..lattice import lattice_defect
 
 
 def check_positions(positions) -> np.ndarray:
@@ -25,18 +23,16 @@ def check_positions(positions) -> np.ndarray:
 
 
 def check_cell(cell) -> np.ndarray:
-    """Return the cell as float64 (3, 3) (rows = lattice vectors, Å); raise if singular."""
+    """Return the cell as float64 (3, 3) (rows = lattice vectors, Å); raise if singular
+    (the rule of :func:`eqlr_jax.lattice.lattice_defect`, shared with ``Structure``)."""
     c = np.asarray(cell, dtype=np.float64)
     if c.shape != (3, 3):
         raise ValueError(f"cell must have shape (3, 3) (rows are lattice vectors), got {c.shape}")
     if not np.all(np.isfinite(c)):
         raise ValueError("cell contains NaN or inf")
-    lengths = np.linalg.norm(c, axis=1)
-    vol = abs(np.linalg.det(c))
-    if np.any(lengths == 0) or vol <= 1e-10 * np.prod(lengths):
-        raise ValueError(
-            f"cell is singular or nearly so (volume {vol:.3e} Å³, vector lengths {lengths.tolist()});"
-            " a periodic Ewald sum needs three independent lattice vectors")
+    defect = lattice_defect(c)
+    if defect is not None:
+        raise ValueError(f"cell has {defect}; a periodic Ewald sum needs three independent lattice vectors")
     return c
 
 
