@@ -63,14 +63,14 @@ def main(argv=None):
 
     if a.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    from bench_sr import build_atoms, compile_call, parse_edge_block
+    from bench_sr import build_atoms, compile_call, edge_block_runtime
 
     small, large = a.sizes
     calls, compile_s, natoms = {}, {}, {}
     for n in (small, large):
         atoms = reorder(build_atoms("nacl", n), a.order)
         natoms[n] = len(atoms)
-        c, q, g, compile_s[n] = compile_call(atoms, a.lmax, a.dtype, edge_block=parse_edge_block(a.edge_block))
+        c, q, g, compile_s[n] = compile_call(atoms, a.lmax, a.dtype, runtime=edge_block_runtime(a.edge_block))
         calls[n] = (c, q, g)
         jax.block_until_ready(c(q, g))
     times = {small: [], large: []}

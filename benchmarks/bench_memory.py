@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Memory of the SR model against ``NequIPConfig.edge_block``: XLA's temporary buffer size
+"""Memory of the SR model against ``Runtime.edge_block``: XLA's temporary buffer size
 (``compiled.memory_analysis()``), process peak RSS, and the median energy+forces+stress time.
 
 One fresh process per edge_block value (peak RSS is per process), one JSON line each:
@@ -21,9 +21,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def run_one(natoms: int, lmax: int, edge_block, iters: int, threads: int) -> dict:
+def run_one(natoms: int, lmax: int, edge_block: str, iters: int, threads: int) -> dict:
     sys.path.insert(0, HERE)
-    from bench_sr import build_atoms, pin_cores
+    from bench_sr import build_atoms, edge_block_runtime, pin_cores
 
     pin_cores(threads)
     import jax
@@ -33,11 +33,11 @@ def run_one(natoms: int, lmax: int, edge_block, iters: int, threads: int) -> dic
     from eqlr_jax.potential import predict
 
     atoms = build_atoms("nacl", natoms)
-    cfg = eqlr_jax.NequIPConfig(species=("Na", "Cl"), r_max=5.0, l_max=lmax, num_features=32, num_layers=4,
-                                edge_block=edge_block)
+    cfg = eqlr_jax.NequIPConfig(species=("Na", "Cl"), r_max=5.0, l_max=lmax, num_features=32, num_layers=4)
+    runtime = edge_block_runtime(edge_block)
     pot = eqlr_jax.Potential.init(cfg, seed=0)
     graph, _ = pot.graph(eqlr_jax.Structure.from_ase(atoms), dtype=jnp.float32)
-    compiled = predict.lower(cfg, pot.params, graph, compute_stress=True).compile()
+    compiled = predict.lower(cfg, pot.params, graph, compute_stress=True, runtime=runtime).compile()
     mem = compiled.memory_analysis()
     times = []
     for i in range(iters + 1):
@@ -45,7 +45,8 @@ def run_one(natoms: int, lmax: int, edge_block, iters: int, threads: int) -> dic
         jax.block_until_ready(compiled(pot.params, graph))
         if i:
             times.append(1e3 * (time.perf_counter() - t0))
-    return dict(natoms=len(atoms), lmax=lmax, edge_block=edge_block, capacity_edges=graph.n_edge_capacity,
+    return dict(natoms=len(atoms), lmax=lmax, edge_block=runtime.edge_block,
+                capacity_edges=graph.n_edge_capacity,
                 temp_mb=round(mem.temp_size_in_bytes / 2**20, 1),
                 peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 model_ms=round(statistics.median(times), 1), threads=threads, jax=jax.__version__)
@@ -62,8 +63,7 @@ def main(argv=None):
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one is not None:
-        eb = None if args.one == "none" else (args.one if args.one == "auto" else int(args.one))
-        print(json.dumps(run_one(args.natoms, args.lmax, eb, args.iters, args.threads)), flush=True)
+        print(json.dumps(run_one(args.natoms, args.lmax, args.one, args.iters, args.threads)), flush=True)
         return
     for eb in args.edge_blocks.split(","):
         cmd = [sys.executable, __file__, "--natoms", str(args.natoms), "--lmax", str(args.lmax),

@@ -102,16 +102,26 @@ def median_ms(fn, warmup: int, iters: int):
 
 
 def parse_edge_block(text: str):
-    """``edge_block`` from the command line: an int, ``auto`` or ``none``."""
+    """``Runtime.edge_block`` from the command line: an int, ``auto`` or ``none``."""
     return text if text == "auto" else (None if text == "none" else int(text))
 
 
-def compile_call(atoms, lmax: int, dtype: str = "float32", package: str = "eqlr_jax", params=None, **config):
+def edge_block_runtime(text: str):
+    """The default ``eqlr_jax.Runtime`` with the command line's edge_block (:func:`parse_edge_block`)."""
+    import eqlr_jax
+
+    return eqlr_jax.Runtime(edge_block=parse_edge_block(text))
+
+
+def compile_call(atoms, lmax: int, dtype: str = "float32", package: str = "eqlr_jax", params=None,
+                 runtime=None, **config):
     """The race's energy + forces + stress call on ``atoms`` (species Na, Cl; r_max 5 Å; other
     ``NequIPConfig`` fields from ``config``), compiled ahead of time, with float parameters cast
     to ``dtype``. Returns ``(compiled, params, graph, compile_s)``; run it as
-    ``compiled(params, graph)``. ``package``: the module to take eqlr_jax from (another
-    revision, see ``ab_revision.py``); ``params``: use these instead of ``Potential.init``'s."""
+    ``compiled(params, graph)``. ``runtime``: the ``eqlr_jax.Runtime`` to compile it with
+    (default: the library's default). ``package``: the module to take eqlr_jax from (another
+    revision, see ``ab_revision.py``; with ``runtime=None`` this works for revisions from before
+    ``eqlr_jax.Runtime`` too); ``params``: use these instead of ``Potential.init``'s."""
     import importlib
 
     import jax
@@ -120,13 +130,15 @@ def compile_call(atoms, lmax: int, dtype: str = "float32", package: str = "eqlr_
     cold_compiles()
     eqlr_jax = importlib.import_module(package)
     potential = importlib.import_module(package + ".potential")
+    speed = {} if runtime is None else {"runtime": runtime}
 
     cfg = eqlr_jax.NequIPConfig(species=("Na", "Cl"), r_max=5.0, l_max=lmax, **config)
     pot = eqlr_jax.Potential.init(cfg, seed=0)
     graph, _ = pot.graph(eqlr_jax.Structure.from_ase(atoms), dtype=jnp.dtype(dtype))
     params = potential._cast_params(pot.params if params is None else params, jnp.dtype(dtype))
     t0 = time.perf_counter()
-    compiled = jax.jit(lambda q, g: potential.predict.__wrapped__(cfg, q, g, compute_stress=True)).lower(params, graph).compile()
+    call = jax.jit(lambda q, g: potential.predict.__wrapped__(cfg, q, g, compute_stress=True, **speed))
+    compiled = call.lower(params, graph).compile()
     return compiled, params, graph, time.perf_counter() - t0
 
 

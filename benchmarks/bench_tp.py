@@ -40,7 +40,10 @@ def main(argv=None):
 
     import eqlr_jax
     from eqlr_jax.nn import nequip, tensor_product as tp
+    from eqlr_jax.runtime import tuning
     from bench_sr import build_atoms
+
+    columns = tuning.resolve_scatter_columns("auto")  # the scatter chunks the network uses here
 
     atoms = build_atoms("nacl", a.natoms)
     cfg = eqlr_jax.NequIPConfig(species=("Na", "Cl"), r_max=5.0)
@@ -70,9 +73,12 @@ def main(argv=None):
             return lambda x, y, w: grad(x, y, w, jnp.asarray(snd), jnp.asarray(rcv), probe)
 
         def autodiff_conv(x, y, w, snd, rcv, n, plan):  # the same forward pass, differentiated by JAX
-            return tp.sum_into_receivers(tp._messages.fun(x[snd], y, w, plan), rcv, n, tp._scatter_columns())
+            return tp.sum_into_receivers(tp._messages.fun(x[snd], y, w, plan), rcv, n, columns)
 
-        fns = {"hand_written": make(tp._conv), "autodiff": make(autodiff_conv)}
+        def hand_written_conv(x, y, w, snd, rcv, n, plan):
+            return tp._conv(x, y, w, snd, rcv, n, plan, columns)
+
+        fns = {"hand_written": make(hand_written_conv), "autodiff": make(autodiff_conv)}
         ref = fns["autodiff"](x, y, w)
         got = fns["hand_written"](x, y, w)
         err = max(float(jnp.max(jnp.abs(u - v)) / (jnp.max(jnp.abs(v)) + 1e-30))

@@ -4,9 +4,10 @@
 Part 1 times ``jax.ops.segment_sum`` of (327,680, F) messages into 12,288 sorted segments (the
 10,648-atom NaCl graph's shape) for F = 704 (l_max 1) and 2976 (l_max 2): sorted indices,
 unsorted indices, and the columns in 8 or 31 chunks. Part 2 times the whole energy + forces +
-stress call at 10,648 atoms, l_max 2 and 1, with the library's rule (messages scattered in
-chunks of at most ``tensor_product.GPU_SCATTER_COLUMNS`` columns on GPUs) and without it
-(one scatter). One JSON line per measurement::
+stress call at 10,648 atoms, l_max 2 and 1, with the library's rule
+(``Runtime(scatter_columns="auto")``: messages scattered in chunks of at most
+``runtime.tuning.GPU_SCATTER_COLUMNS`` columns on GPUs) and without it
+(``Runtime(scatter_columns=None)``, one scatter). One JSON line per measurement::
 
     python benchmarks/gpu_scatter.py > benchmarks/results/gpu/scatter.jsonl
 """
@@ -54,19 +55,18 @@ def main():
                                       ms=call_ms(jax.jit(fn), m, rcv))), flush=True)
         del m
 
-    from eqlr_jax.nn import tensor_product
+    import eqlr_jax
+    from eqlr_jax.runtime import tuning
     from bench_sr import build_atoms, compile_call
 
-    rule = tensor_product._scatter_columns
     atoms = build_atoms("nacl", int(10000 * a.scale))
     for lmax in (2, 1):
-        for chunks in (True, False):
-            tensor_product._scatter_columns = rule if chunks else (lambda: None)
-            c, params, g, compile_s = compile_call(atoms, lmax)
+        for columns in ("auto", None):
+            runtime = eqlr_jax.Runtime(scatter_columns=columns)
+            c, params, g, compile_s = compile_call(atoms, lmax, runtime=runtime)
             print(json.dumps(dict(part="network", device=dev, natoms=len(atoms), lmax=lmax,
-                                  scatter_chunks=rule() if chunks else None,
+                                  scatter_columns=columns, scatter_chunks=tuning.resolve_scatter_columns(columns),
                                   compile_s=round(compile_s, 1), ms=call_ms(c, params, g))), flush=True)
-    tensor_product._scatter_columns = rule
 
 
 if __name__ == "__main__":

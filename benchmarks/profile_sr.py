@@ -9,8 +9,8 @@ backward pass of the convolution in the edge scan, all layers). Prints and write
 
     python benchmarks/profile_sr.py --natoms 10000 --lmax 2 --out prof.json
 
-``--edge-block`` overrides the config's ``edge_block`` ("none" = one block). ``--hlo FILE`` also
-writes the optimised HLO text.
+``--edge-block`` sets ``Runtime.edge_block`` (default "auto"; "none" = one block). ``--hlo FILE``
+also writes the optimised HLO text.
 """
 import argparse
 import collections
@@ -48,7 +48,7 @@ def main():
     p.add_argument("--natoms", type=int, default=1000)
     p.add_argument("--lmax", type=int, default=1)
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--edge-block", default=None, help="int, 'none' or 'auto' (default: the config's)")
+    p.add_argument("--edge-block", default="auto", help="int, 'none' or 'auto' (the default)")
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--depth", type=int, default=6, help="op_name components kept when grouping")
     p.add_argument("--top", type=int, default=30)
@@ -61,11 +61,11 @@ def main():
     if a.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     jax.config.update("jax_default_matmul_precision", "highest")
-    from bench_sr import build_atoms, compile_call, parse_edge_block
+    from bench_sr import build_atoms, compile_call, edge_block_runtime
 
-    kw = {} if a.edge_block is None else {"edge_block": parse_edge_block(a.edge_block)}
+    runtime = edge_block_runtime(a.edge_block)
     atoms = build_atoms("nacl", a.natoms)
-    comp, params, graph, compile_s = compile_call(atoms, a.lmax, a.dtype, **kw)
+    comp, params, graph, compile_s = compile_call(atoms, a.lmax, a.dtype, runtime=runtime)
     hlo = comp.as_text()
     if a.hlo:
         with open(a.hlo, "w") as fh:
@@ -108,7 +108,7 @@ def main():
         per_part[part(on, a.depth)] += ms
         count[part(on, a.depth)] += 1
     total = sum(per_kernel.values())
-    res = dict(natoms=len(atoms), lmax=a.lmax, dtype=a.dtype, edge_block=str(kw.get("edge_block", "auto")),
+    res = dict(natoms=len(atoms), lmax=a.lmax, dtype=a.dtype, edge_block=str(runtime.edge_block),
                device=jax.devices()[0].device_kind, compile_s=round(compile_s, 2),
                wall_ms=sorted(walls)[len(walls) // 2], kernel_ms=round(total, 2), n_kernels=len(per_kernel),
                parts={k: round(v, 3) for k, v in per_part.most_common()},

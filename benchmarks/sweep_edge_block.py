@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""``edge_block`` values against each other in one process, alternating (CPU).
+"""``Runtime.edge_block`` values against each other in one process, alternating (CPU).
 
 Compiles the SR energy + forces + stress call (rattled rock-salt NaCl, the race's
 hyperparameters) once per ``DTYPE:EDGE_BLOCK`` spec, then runs the compiled calls in turn,
@@ -38,13 +38,13 @@ def main():
 
     if any(s.startswith("float64") for s in a.specs):
         jax.config.update("jax_enable_x64", True)
-    from bench_sr import build_atoms, compile_call, parse_edge_block
+    from bench_sr import build_atoms, compile_call, edge_block_runtime
 
     atoms = build_atoms("nacl", a.natoms)
     runs = {}
     for spec in a.specs:
         dtype, eb = spec.split(":")
-        c, prm, g, compile_s = compile_call(atoms, a.lmax, dtype, edge_block=parse_edge_block(eb))
+        c, prm, g, compile_s = compile_call(atoms, a.lmax, dtype, runtime=edge_block_runtime(eb))
         jax.block_until_ready(c(prm, g))
         runs[spec] = (c, prm, g, compile_s)
     times = {k: [] for k in runs}

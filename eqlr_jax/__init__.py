@@ -9,12 +9,12 @@ Quick use::
 Units throughout: eV, Å, e, eV/Å, eV/Å^3. jax-md is imported lazily (only by ``eqlr_jax.jax_md``).
 """
 from ._version import __version__
-from . import _xla
+from .runtime import xla as _xla
 
-_xla.apply()  # before JAX creates its backends; see eqlr_jax/_xla.py
+_xla.apply()  # before JAX creates its backends; see eqlr_jax/runtime/xla.py
 
-from .compile_cache import enable_compilation_cache  # noqa: E402
 from .errors import CapacityError  # noqa: E402
+from .runtime import Runtime, enable_compilation_cache  # noqa: E402
 from .graph import Capacity, Graph, build_graph  # noqa: E402
 from .io import load, save  # noqa: E402
 from .nn import NequIPConfig  # noqa: E402
@@ -31,5 +31,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'eqlr_jax' has no attribute {name!r}")
 
 
-__all__ = ["Calculator", "Capacity", "CapacityError", "Graph", "NequIPConfig", "Potential", "Structure",
+__all__ = ["Calculator", "Capacity", "CapacityError", "Graph", "NequIPConfig", "Potential", "Runtime", "Structure",
            "build_graph", "enable_compilation_cache", "load", "save", "__version__"]

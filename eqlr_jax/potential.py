@@ -22,6 +22,7 @@ import numpy as np
 from .graph import Capacity, Graph, build_graph
 from .nn import NequIP, NequIPConfig
 from .nn.nequip import initial_scale_shift
+from .runtime import Runtime
 from .structure import Structure
 
 __all__ = ["Potential", "predict", "trace_count"]
@@ -55,21 +56,27 @@ def _cast_params(params, dtype):
         lambda p: p.astype(dtype) if jnp.issubdtype(p.dtype, jnp.floating) else p, params)
 
 
-def node_energies(config: NequIPConfig, params, graph: Graph, positions=None, cell=None) -> jax.Array:
+def node_energies(config: NequIPConfig, params, graph: Graph, positions=None, cell=None,
+                  runtime: Runtime = Runtime()) -> jax.Array:
     """(N,) per-atom energies in eV (0 on padded nodes). Pure; differentiable in positions/cell."""
-    return _node_energies(config, params, graph, graph.edge_vectors(positions, cell))
+    return _node_energies(config, params, graph, graph.edge_vectors(positions, cell), runtime)
 
 
-def _node_energies(config: NequIPConfig, params, graph: Graph, vec: jax.Array) -> jax.Array:
+def _node_energies(config: NequIPConfig, params, graph: Graph, vec: jax.Array, runtime: Runtime) -> jax.Array:
     """:func:`node_energies` from the (E, 3) edge vectors, Å."""
     params = _cast_params(params, vec.dtype)
-    out, _ = NequIP(config).apply(params, vec, graph.species, graph.senders, graph.receivers, graph.edge_mask)
+    out, _ = NequIP(config, runtime).apply(params, vec, graph.species, graph.senders, graph.receivers,
+                                           graph.edge_mask)
     return jnp.where(graph.node_mask, out[:, 0], 0.0)
 
 
-@functools.partial(jax.jit, static_argnames=("config", "compute_stress"))
-def predict(config: NequIPConfig, params, graph: Graph, compute_stress: bool = True) -> dict[str, jax.Array]:
+@functools.partial(jax.jit, static_argnames=("config", "compute_stress", "runtime"))
+def predict(config: NequIPConfig, params, graph: Graph, compute_stress: bool = True,
+            runtime: Runtime = Runtime()) -> dict[str, jax.Array]:
     """Energies, forces and (optionally) stress of every structure in a padded graph.
+
+    ``runtime``: speed and memory options (:class:`eqlr_jax.Runtime`; static, results the same
+    up to rounding).
 
     Returns a dict with
         ``energy`` (G,) eV, ``node_energies`` (N,) eV, ``forces`` (N, 3) eV/Å, and if
@@ -78,10 +85,11 @@ def predict(config: NequIPConfig, params, graph: Graph, compute_stress: bool = T
     """
     _TRACES["predict"] += 1
     with _gc_paused():  # the body runs only while jax traces it
-        return _predict(config, params, graph, compute_stress)
+        return _predict(config, params, graph, compute_stress, runtime)
 
 
-def _predict(config: NequIPConfig, params, graph: Graph, compute_stress: bool) -> dict[str, jax.Array]:
+def _predict(config: NequIPConfig, params, graph: Graph, compute_stress: bool,
+             runtime: Runtime) -> dict[str, jax.Array]:
     """The energy depends on positions and cell only through the edge vectors
     r_e = x_sender - x_receiver + shift_e . cell, so one gradient g_e = dE/dr_e gives both:
     dE/dx_i = sum_{e: sender i} g_e - sum_{e: receiver i} g_e, and, for the strain x' = x (1 + eps)
@@ -91,7 +99,7 @@ def _predict(config: NequIPConfig, params, graph: Graph, compute_stress: bool) -
     vec = graph.edge_vectors()
 
     def total(v):
-        e_node = _node_energies(config, params, graph, v)
+        e_node = _node_energies(config, params, graph, v, runtime)
         e_graph = jax.ops.segment_sum(e_node, graph.node_graph, num_segments=G)
         return jnp.sum(e_graph), (e_graph, e_node)
 
@@ -116,11 +124,14 @@ def _predict(config: NequIPConfig, params, graph: Graph, compute_stress: bool) -
 class Potential:
     """A short-range NequIP potential: configuration plus parameters.
 
-    Build one with :meth:`Potential.init`, load one with :func:`eqlr_jax.load`.
+    Build one with :meth:`Potential.init`, load one with :func:`eqlr_jax.load`. ``runtime``
+    (:class:`eqlr_jax.Runtime`, not saved): speed and memory options of its calls, e.g.
+    ``dataclasses.replace(pot, runtime=Runtime(edge_block=None))``.
     """
 
     config: NequIPConfig
     params: Any
+    runtime: Runtime = Runtime()
 
     @classmethod
     def init(cls, config: NequIPConfig, seed: int = 0, dtype=jnp.float32) -> "Potential":
@@ -169,7 +180,8 @@ class Potential:
     def __call__(self, graph: Graph, compute_stress: bool = True) -> dict[str, jax.Array]:
         """Energy, forces and stress of every structure in ``graph`` (see :func:`predict`)."""
         with _gc_paused():  # also while a first call lowers and compiles
-            return predict(self.config, self.params, graph, compute_stress=compute_stress)
+            return predict(self.config, self.params, graph, compute_stress=compute_stress,
+                           runtime=self.runtime)
 
     def energy(self, graph: Graph) -> jax.Array:
         """(G,) total energies, eV."""

@@ -23,7 +23,6 @@ class Interaction(nn.Module):
     n_species: int
     avg_num_neighbors: float
     radial_mlp: tuple[int, ...]
-    edge_block: int | str | None = None
 
     @nn.compact
     def __call__(self, h, sh, radial, species, senders, receivers, node_inputs=None):
@@ -85,8 +84,7 @@ class ReferenceNequIP(nn.Module):
         radial_mlp = (cfg.radial_mlp_width,) * cfg.radial_mlp_depth
         for layer in range(cfg.num_layers):
             target = hidden if layer < cfg.num_layers - 1 else e3nn.Irreps(f"{cfg.num_features}x0e")
-            h = Interaction(target, n_species, cfg.avg_num_neighbors, radial_mlp, cfg.edge_block,
-                            name=f"layer_{layer}")(
+            h = Interaction(target, n_species, cfg.avg_num_neighbors, radial_mlp, name=f"layer_{layer}")(
                 h, sh, radial, species, senders, receivers, extra)
 
         out = e3nn.flax.Linear(f"{max(cfg.num_features // 2, 1)}x0e", name="readout_hidden")(h)

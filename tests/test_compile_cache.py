@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import eqlr_jax
-from eqlr_jax.compile_cache import default_cache_dir
+from eqlr_jax.runtime.compile_cache import default_cache_dir
 
 CHILD = r"""
 import json, sys

@@ -1,6 +1,4 @@
 """Edge blocks (memory-bounded per-edge work) and the radial MLP, float64."""
-import dataclasses
-
 import e3nn_jax as e3nn
 import flax.linen as nn
 import jax
@@ -83,18 +81,6 @@ def test_edge_blocks_equal_one_piece(block):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
 
 
-def test_potential_with_edge_blocks_matches(pot64):
-    """Energy, forces and stress of a periodic structure: blocked (with padding) = one piece."""
-    s = random_triclinic(seed=4, n=6)
-    blocked = eqlr_jax.Potential(dataclasses.replace(pot64.config, edge_block=100), pot64.params)
-    one = eqlr_jax.Potential(dataclasses.replace(pot64.config, edge_block=None), pot64.params)
-    cap = Capacity(n_node=16, n_edge=1024, n_graph=2)
-    g, _ = one.graph(s, capacity=cap, dtype=np.float64)
-    a, b = one(g), blocked(g)
-    for k in ("energy", "forces", "stress"):
-        np.testing.assert_allclose(b[k], a[k], rtol=1e-11, atol=1e-11 * float(np.abs(a[k]).max()))
-
-
 def test_second_derivatives_through_edge_blocks(pot64):
     """Reverse-over-reverse (force training, Hessians) through the blocked edge scan equals the
     one-piece result (it once failed: JAX could not transpose the scan twice through the
@@ -103,45 +89,17 @@ def test_second_derivatives_through_edge_blocks(pot64):
 
     s = random_triclinic(seed=4, n=6)
     cap = Capacity(n_node=16, n_edge=1024, n_graph=2)
+    g, _ = pot64.graph(s, capacity=cap, dtype=np.float64)
     hess = {}
     for block in (100, None):
-        cfg = dataclasses.replace(pot64.config, edge_block=block)
-        g, _ = eqlr_jax.Potential(cfg, pot64.params).graph(s, capacity=cap, dtype=np.float64)
+        runtime = eqlr_jax.Runtime(edge_block=block)
 
-        def energy(pos, cfg=cfg, g=g):
-            return jnp.sum(node_energies(cfg, pot64.params, g, pos))
+        def energy(pos, runtime=runtime):
+            return jnp.sum(node_energies(pot64.config, pot64.params, g, pos, runtime=runtime))
 
         hess[block] = np.asarray(jax.jit(jax.jacrev(jax.grad(energy)))(g.positions))
     assert np.abs(hess[None]).max() > 0
     np.testing.assert_allclose(hess[100], hess[None], rtol=0, atol=1e-10 * np.abs(hess[None]).max())
-
-
-def test_edge_block_must_be_positive():
-    with pytest.raises(ValueError, match="edge_block"):
-        eqlr_jax.NequIPConfig(species=("H",), edge_block=0)
-    with pytest.raises(ValueError, match="edge_block"):
-        eqlr_jax.NequIPConfig(species=("H",), edge_block="big")
-    with pytest.raises(ValueError, match="edge_block"):  # bool is an int in Python: refused
-        eqlr_jax.NequIPConfig(species=("H",), edge_block=True)
-
-
-def test_auto_edge_block_caps_the_number_of_blocks():
-    from eqlr_jax.nn.edge_blocks import (CPU_EDGE_BLOCK, CPU_EDGE_BLOCK_ONE_CORE, MAX_AUTO_BLOCKS, available_cores,
-                                         resolve_edge_block)
-
-    assert resolve_edge_block(None, 10**6) is None
-    assert resolve_edge_block(123, 10**6) == 123
-    if jax.default_backend() == "cpu":
-        for cores, base in ((1, CPU_EDGE_BLOCK_ONE_CORE), (2, CPU_EDGE_BLOCK), (16, CPU_EDGE_BLOCK)):
-            assert resolve_edge_block("auto", 1000, cores=cores) == base
-            assert resolve_edge_block("auto", 1000, itemsize=8, cores=cores) == base // 2  # same bytes in float64
-            big = base * MAX_AUTO_BLOCKS + 1  # one edge more than the cap allows at this block size
-            block = resolve_edge_block("auto", big, cores=cores)
-            assert -(-big // block) <= MAX_AUTO_BLOCKS and block > base
-            huge = 10**7
-            assert -(-huge // resolve_edge_block("auto", huge, cores=cores)) <= MAX_AUTO_BLOCKS
-        expected = CPU_EDGE_BLOCK if available_cores() > 1 else CPU_EDGE_BLOCK_ONE_CORE
-        assert resolve_edge_block("auto", 1000) == expected  # default: this process's cores
 
 
 @pytest.mark.parametrize("dtype, tol", [(jnp.float64, 1e-13), (jnp.float32, 3e-7)])

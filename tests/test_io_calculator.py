@@ -42,19 +42,38 @@ def test_truncated_file(tmp_path, pot64):
             eqlr_jax.load(bad)
 
 
-def test_newer_format_version(tmp_path, pot64):
-    path = tmp_path / "m.eqlr"
-    eqlr_jax.save(path, pot64)
+def _saved_with_meta(tmp_path, pot, edit):
+    """``pot`` saved, then its meta.json changed in place by ``edit(meta)``; the file's path."""
+    path = tmp_path / "edited.eqlr"
+    eqlr_jax.save(path, pot)
     with zipfile.ZipFile(path) as z:
         meta = json.loads(z.read("meta.json"))
         blob = z.read("params.msgpack")
-    meta["format_version"] = FORMAT_VERSION + 1
-    newer = tmp_path / "newer.eqlr"
-    with zipfile.ZipFile(newer, "w") as z:
+    edit(meta)
+    with zipfile.ZipFile(path, "w") as z:
         z.writestr("meta.json", json.dumps(meta))
         z.writestr("params.msgpack", blob)
+    return path
+
+
+def test_newer_format_version(tmp_path, pot64):
+    newer = _saved_with_meta(tmp_path, pot64, lambda meta: meta.update(format_version=FORMAT_VERSION + 1))
     with pytest.raises(ModelFileError, match="newer than this eqlr_jax supports"):
         eqlr_jax.load(newer)
+
+
+@pytest.mark.parametrize("edge_block", ["auto", None, 512])
+def test_legacy_edge_block_in_model_file(tmp_path, pot64, edge_block):
+    """Model files written while edge_block was part of NequIPConfig still load: the key is
+    dropped (it only chose a speed option, now Runtime's) and the config is the same."""
+    config = pot64.config.to_dict()
+    assert "edge_block" not in config
+    assert eqlr_jax.NequIPConfig.from_dict(dict(config, edge_block=edge_block)) == pot64.config
+    path = _saved_with_meta(tmp_path, pot64, lambda meta: meta["config"].update(edge_block=edge_block))
+    back = eqlr_jax.load(path)
+    assert back.config == pot64.config and back.runtime == eqlr_jax.Runtime()
+    with pytest.raises(ValueError, match="unknown NequIPConfig fields"):  # other unknown keys: still an error
+        eqlr_jax.NequIPConfig.from_dict(dict(config, edge_blok=512))
 
 
 def test_missing_and_foreign_files(tmp_path):

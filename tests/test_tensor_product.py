@@ -7,7 +7,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from eqlr_jax.nn import tensor_product
 from eqlr_jax.nn.tensor_product import conv_messages, num_weights, sum_into_receivers
 
 CASES = [
@@ -19,7 +18,7 @@ CASES = [
 ]
 
 
-def _problem(lmax, x_irreps, filter_out, n=7, e=40):
+def _problem(lmax, x_irreps, filter_out, n=7, e=40, scatter_columns=None):
     rng = np.random.default_rng(lmax + len(x_irreps))
     irreps, filter_out = e3nn.Irreps(x_irreps), e3nn.Irreps(filter_out)
     x = jnp.asarray(rng.normal(size=(n, irreps.dim)))
@@ -34,7 +33,8 @@ def _problem(lmax, x_irreps, filter_out, n=7, e=40):
         if impl == "e3nn":  # the oracle: generic tensor product, weights, scatter
             msg = e3nn.tensor_product(e3nn.IrrepsArray(irreps, x)[senders], sh, filter_ir_out=filter_out)
             return e3nn.IrrepsArray(msg.irreps.regroup(), jax.ops.segment_sum((msg * w).array, receivers, n))
-        return conv_messages(e3nn.IrrepsArray(irreps, x), sh, w, senders, receivers, n, filter_out)
+        return conv_messages(e3nn.IrrepsArray(irreps, x), sh, w, senders, receivers, n, filter_out,
+                             scatter_columns)
 
     return x, vec, w, messages, rng
 
@@ -47,8 +47,8 @@ def test_conv_messages_match_e3nn(lmax, x_irreps, filter_out):
     np.testing.assert_allclose(out.array, ref.array, rtol=0, atol=1e-12)
 
 
-def _loss(lmax, x_irreps, filter_out):
-    x, vec, w, messages, rng = _problem(lmax, x_irreps, filter_out)
+def _loss(lmax, x_irreps, filter_out, scatter_columns=None):
+    x, vec, w, messages, rng = _problem(lmax, x_irreps, filter_out, scatter_columns=scatter_columns)
     probe = jnp.asarray(rng.normal(size=messages("e3nn", x, vec, w).array.shape))
 
     def loss(impl):  # a non-linear scalar of the messages
@@ -101,14 +101,13 @@ def test_sum_into_receivers_in_column_chunks():
         np.testing.assert_allclose(sum_into_receivers(msg, receivers, 9, max_columns), ref, rtol=0, atol=1e-12)
 
 
-def test_conv_messages_with_chunked_scatter_match_e3nn(monkeypatch):
+def test_conv_messages_with_chunked_scatter_match_e3nn():
     """The GPU code path (messages scattered in column chunks), run on the CPU."""
-    monkeypatch.setattr(tensor_product, "_scatter_columns", lambda: 5)
     lmax, x_irreps, filter_out = CASES[0]
-    x, vec, w, messages, _ = _problem(lmax, x_irreps, filter_out)
+    x, vec, w, messages, _ = _problem(lmax, x_irreps, filter_out, scatter_columns=5)
     np.testing.assert_allclose(messages("fast", x, vec, w).array, messages("e3nn", x, vec, w).array,
                                rtol=0, atol=1e-12)
-    x, vec, w, loss = _loss(lmax, x_irreps, filter_out)
+    x, vec, w, loss = _loss(lmax, x_irreps, filter_out, scatter_columns=5)
     for g, r in zip(jax.grad(loss("fast"), argnums=(0, 1, 2))(x, vec, w),
                     jax.grad(loss("e3nn"), argnums=(0, 1, 2))(x, vec, w)):
         np.testing.assert_allclose(g, r, rtol=0, atol=1e-11)

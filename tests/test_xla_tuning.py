@@ -1,11 +1,11 @@
-"""The XLA:CPU compile-time tuning eqlr_jax applies at import (eqlr_jax/_xla.py)."""
+"""The XLA:CPU compile-time tuning eqlr_jax applies at import (eqlr_jax/runtime/xla.py)."""
 import os
 import subprocess
 import sys
 
 import pytest
 
-from eqlr_jax import _xla
+from eqlr_jax.runtime import xla as _xla
 
 
 @pytest.fixture

@@ -24,6 +24,11 @@ def to_atomic_numbers(species: Sequence[int | str]) -> tuple[int, ...]:
     return tuple(out)
 
 
+# Keys that older model files have in their config and that are no longer part of the model:
+# ``edge_block`` is now ``eqlr_jax.Runtime.edge_block`` (a speed option; results do not depend on it).
+LEGACY_FIELDS = frozenset({"edge_block"})
+
+
 @dataclasses.dataclass(frozen=True)
 class NequIPConfig:
     """Hyperparameters of the NequIP network (hashable: used as a static jit argument).
@@ -46,14 +51,9 @@ class NequIPConfig:
         n_outputs: number of per-atom scalar outputs (1: energy; stage 1 predicts chi).
         species_scale, species_shift: initial per-species scale (eV) and shift (eV) of the
             first output; trainable parameters. Defaults 1 and 0.
-        edge_block: performance knob, not part of the model: graphs with more edges than this
-            are processed in blocks of at most ``edge_block`` edges whose backward pass
-            recomputes their forward pass (see ``nn/edge_blocks.py``). This bounds memory and,
-            on CPU, is faster too (smaller buffers stay in cache; ``benchmarks/bench_memory.py``).
-            ``None``: never. ``"auto"`` (default): on CPU, blocks of 1024
-            edges with two or more cores, 512 with one (half as many in float64), at most
-            256 blocks; never on other devices. The
-            results are the same up to rounding.
+
+    Speed and memory options (such as the edge blocks) are not part of the model: they are
+    passed beside the config, in an :class:`eqlr_jax.Runtime`.
     """
 
     species: tuple[int, ...]
@@ -71,7 +71,6 @@ class NequIPConfig:
     n_outputs: int = 1
     species_scale: tuple[float, ...] | None = None
     species_shift: tuple[float, ...] | None = None
-    edge_block: int | str | None = "auto"
 
     def __post_init__(self):
         object.__setattr__(self, "species", to_atomic_numbers(self.species))
@@ -93,10 +92,6 @@ class NequIPConfig:
         for name in ("num_features", "num_bessel", "radial_mlp_width", "n_outputs", "polynomial_p"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not (self.edge_block is None or self.edge_block == "auto"
-                or (isinstance(self.edge_block, int) and not isinstance(self.edge_block, bool)
-                    and self.edge_block >= 1)):
-            raise ValueError(f"edge_block must be an int >= 1, None or 'auto', got {self.edge_block!r}")
         if not self.avg_num_neighbors > 0:
             raise ValueError(f"avg_num_neighbors must be positive, got {self.avg_num_neighbors}")
 
@@ -105,11 +100,14 @@ class NequIPConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "NequIPConfig":
+        """Inverse of :meth:`to_dict`. Unknown keys are an error, except the
+        :data:`LEGACY_FIELDS` that older model files have, which are dropped silently (their
+        values only chose speed options, now in :class:`eqlr_jax.Runtime`)."""
+        d = {k: v for k, v in d.items() if k not in LEGACY_FIELDS}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown NequIPConfig fields: {sorted(unknown)}")
-        d = dict(d)
         for k in ("species", "species_scale", "species_shift"):
             if d.get(k) is not None:
                 d[k] = tuple(d[k])

@@ -8,11 +8,11 @@ than ``edge_block`` as a scan over blocks of edges whose backward pass recompute
 forward pass (``jax.checkpoint``). The result is the same sum in another order; memory is
 bounded by one block, at the price of recomputing the forward edge work. On CPU the blocked
 form is faster overall, because its buffers stay in cache (``benchmarks/bench_memory.py``).
+The block size is a speed option (:class:`eqlr_jax.Runtime`); this module gets it resolved.
 """
 from __future__ import annotations
 
 import math
-import os
 from typing import Sequence
 
 import e3nn_jax as e3nn
@@ -23,44 +23,7 @@ import jax.numpy as jnp
 from .cm import _NORM
 from .tensor_product import conv_irreps_out, conv_messages_cm
 
-__all__ = ["RadialMLP", "radial_mlp", "edge_messages", "resolve_edge_block"]
-
-# Edges per block for 4-byte floats (half as many for float64, so a block holds the same bytes).
-# Measured in one process, alternating (benchmarks/sweep_edge_block.py, rattled NaCl, median of
-# per-round ratios): with one core, blocks of 512 took 0.90 of the time of 1024 at 1000 atoms
-# (l_max 1), 0.80 at l_max 2, 0.94 at 512 atoms and 0.87 at 4096 atoms (205 blocks against 103);
-# float64 blocks of 256 took 0.91 of 512. With two cores, 512 took 1.07 of 1024 (each kernel is
-# split between the threads, so a larger block amortises the split). Earlier, 1024 took
-# 0.64-0.67 of the time of 4096 (1000 atoms, l_max 1, 1 thread; 0.91 with 2 threads).
-CPU_EDGE_BLOCK = 1024  # two or more cores
-CPU_EDGE_BLOCK_ONE_CORE = 512
-# The backward pass scatters each block's node cotangent into the scan's carry in place, so a
-# block costs O(edges in it); the cap only bounds the number of blocks for sizes not measured.
-MAX_AUTO_BLOCKS = 256
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask), which XLA's CPU thread pool follows."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def resolve_edge_block(edge_block: int | str | None, n_edges: int, itemsize: int = 4,
-                       cores: int | None = None) -> int | None:
-    """``"auto"`` on the CPU backend: blocks of :data:`CPU_EDGE_BLOCK` edges with two or more
-    cores (``cores``, default :func:`available_cores`), :data:`CPU_EDGE_BLOCK_ONE_CORE` with one,
-    scaled by 4 / ``itemsize`` (the bytes of the float type), but at most :data:`MAX_AUTO_BLOCKS`
-    blocks; ``None`` on other backends. Other values pass through."""
-    if edge_block == "auto":
-        if jax.default_backend() != "cpu":
-            return None
-        cores = available_cores() if cores is None else cores
-        block = CPU_EDGE_BLOCK if cores > 1 else CPU_EDGE_BLOCK_ONE_CORE
-        return max(block * 4 // itemsize, -(-n_edges // MAX_AUTO_BLOCKS))
-    return edge_block
-
+__all__ = ["RadialMLP", "radial_mlp", "edge_messages"]
 
 # e3nn's normalisation of silu, 1 / sqrt(E[silu(z)^2]) for z ~ N(0, 1) (= cm's constant; tests/test_cm.py
 # checks it against e3nn.normalize_function).
@@ -119,7 +82,8 @@ def radial_mlp(kernels: Sequence[jax.Array], x: jax.Array) -> jax.Array:
 
 def edge_messages(kernels, x: jax.Array, x_irreps, sh: jax.Array, sh_irreps, radial: jax.Array,
                   senders: jax.Array, receivers: jax.Array, n_nodes: int, filter_ir_out,
-                  edge_block: int | str | None) -> tuple[jax.Array, e3nn.Irreps]:
+                  edge_block: int | None, scatter_columns: int | None = None
+                  ) -> tuple[jax.Array, e3nn.Irreps]:
     """sum over edges into receivers of radial_mlp(radial) * (x[senders] ⊗ sh), component-major.
 
     Args:
@@ -129,19 +93,21 @@ def edge_messages(kernels, x: jax.Array, x_irreps, sh: jax.Array, sh_irreps, rad
         senders, receivers: (E,) int, sorted by receiver.
         n_nodes: N, static. The last node must be a padding node (blocks are padded with
             edges into it that carry exactly zero).
-        edge_block: edges per block; ``None`` or >= E: one piece, no recomputation;
-            ``"auto"``: see :func:`resolve_edge_block`.
+        edge_block: edges per block; ``None`` or >= E: one piece, no recomputation
+            (``Runtime.edge_block`` resolved by :func:`eqlr_jax.runtime.tuning.resolve_edge_block`).
+        scatter_columns: column chunk of the message scatter (see
+            :func:`.tensor_product.sum_into_receivers`); ``None``: one scatter.
 
     Returns:
         ``(out, out_irreps)`` as :func:`.tensor_product.conv_messages_cm`.
     """
     n_edges = radial.shape[0]
-    edge_block = resolve_edge_block(edge_block, n_edges, jnp.dtype(radial.dtype).itemsize)
     out_irreps = conv_irreps_out(x_irreps, sh_irreps, filter_ir_out)
 
     def piece(xa, sha, rad, snd, rcv):
         w = radial_mlp(kernels, rad)
-        return conv_messages_cm(xa, x_irreps, sha, sh_irreps, w, snd, rcv, n_nodes, filter_ir_out)[0]
+        return conv_messages_cm(xa, x_irreps, sha, sh_irreps, w, snd, rcv, n_nodes, filter_ir_out,
+                                scatter_columns)[0]
 
     if edge_block is None or n_edges <= edge_block:
         return piece(x, sh, radial, senders, receivers), out_irreps

@@ -19,6 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ..runtime import Runtime, tuning
 from .config import NequIPConfig
 from .radial import bessel_basis, polynomial_envelope
 from .edge_blocks import RadialMLP, edge_messages
@@ -54,14 +55,16 @@ class Interaction(nn.Module):
 
     Output irreps: ``target`` (those reachable from the input). Called with ``(h, h_irreps, ...)``,
     returns ``(h_out, h_out_irreps)``; ``h``: a component-major array or a list of its blocks,
-    ``h_out``: a list of blocks (:func:`.cm.as_blocks`).
+    ``h_out``: a list of blocks (:func:`.cm.as_blocks`). ``edge_block`` and ``scatter_columns``:
+    resolved speed options (see :func:`.edge_blocks.edge_messages`).
     """
 
     target: e3nn.Irreps
     n_species: int
     avg_num_neighbors: float
     radial_mlp: tuple[int, ...]
-    edge_block: int | str | None = None
+    edge_block: int | None = None
+    scatter_columns: int | None = None
 
     @nn.compact
     def __call__(self, h, h_irreps, sh, sh_irreps, radial, species, senders, receivers, node_inputs=None):
@@ -85,7 +88,7 @@ class Interaction(nn.Module):
         kernels = RadialMLP(self.radial_mlp + (n_weights,), name="radial_mlp")(radial.shape[-1], radial.dtype)
         # = segment_sum(e3nn.tensor_product(x[senders], sh, filter_ir_out=gate_in) * mlp(radial), receivers)
         agg, agg_irreps = edge_messages(kernels, x, x_irreps, sh, sh_irreps, radial, senders, receivers, n_nodes,
-                                        gate_in, self.edge_block)
+                                        gate_in, self.edge_block, self.scatter_columns)
         agg = agg / math.sqrt(self.avg_num_neighbors)
         y, y_irreps = cm.Linear(gate_in, force_irreps_out=True, out_blocks=True, name="linear_2")(agg, agg_irreps)
         assert y_irreps == sc_irreps
@@ -138,7 +141,11 @@ def scale_shift(module: nn.Module, cfg: NequIPConfig, out, species):
 
 
 class NequIP(nn.Module):
-    """Per-atom scalar outputs from edge vectors.
+    """Per-atom scalar outputs from edge vectors: ``NequIP(config, runtime=Runtime())``.
+
+    ``config``: the model's hyperparameters. ``runtime``: speed and memory options
+    (:class:`eqlr_jax.Runtime`); they do not change the parameters, and change the outputs by
+    rounding only.
 
     Call signature:
         edge_vectors: (E, 3) receiver -> sender vectors, Å.
@@ -154,12 +161,16 @@ class NequIP(nn.Module):
     """
 
     config: NequIPConfig
+    runtime: Runtime = Runtime()
 
     @nn.compact
     def __call__(self, edge_vectors, species, senders, receivers, edge_mask, node_inputs=None):
         cfg = self.config
         n_species = len(cfg.species)
         sh, sh_irreps, radial = edge_features(cfg, edge_vectors, edge_mask)
+        edge_block = tuning.resolve_edge_block(self.runtime.edge_block, radial.shape[0],
+                                               jnp.dtype(radial.dtype).itemsize)
+        scatter_columns = tuning.resolve_scatter_columns(self.runtime.scatter_columns)
         attrs, extra = node_attributes(cfg, species, node_inputs, edge_vectors.dtype)
         h, h_irreps = cm.Linear(f"{cfg.num_features}x0e", name="embedding")(attrs, f"{attrs.shape[-1]}x0e")
 
@@ -167,8 +178,8 @@ class NequIP(nn.Module):
         radial_mlp = (cfg.radial_mlp_width,) * cfg.radial_mlp_depth
         for layer in range(cfg.num_layers):
             target = hidden if layer < cfg.num_layers - 1 else e3nn.Irreps(f"{cfg.num_features}x0e")
-            h, h_irreps = Interaction(target, n_species, cfg.avg_num_neighbors, radial_mlp, cfg.edge_block,
-                                      name=f"layer_{layer}")(
+            h, h_irreps = Interaction(target, n_species, cfg.avg_num_neighbors, radial_mlp, edge_block,
+                                      scatter_columns, name=f"layer_{layer}")(
                 h, h_irreps, sh, sh_irreps, radial, species, senders, receivers, extra)
         out, out_irreps = cm.Linear(f"{max(cfg.num_features // 2, 1)}x0e", name="readout_hidden")(h, h_irreps)
         out, _ = cm.Linear(f"{cfg.n_outputs}x0e", name="readout")(out, out_irreps)

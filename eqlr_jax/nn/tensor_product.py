@@ -227,23 +227,12 @@ def _pre_weight(cols, terms):
     return _combine([(cg, cols.xy(xb, j)) for xb, j, cg in terms]) if terms else None
 
 
-# XLA:GPU's scatter-add with sorted indices is fast for narrow rows and very slow for wide ones.
-# On an H200, 327,680 rows into 12,288 segments took 0.75 ms at 704 columns and 180 ms at 2976
-# columns, but 1.8 ms for the same 2976 columns as 8 scatters of 372 (benchmarks/gpu_scatter.py).
-# l_max 2 messages are 2976 columns wide (10,648 NaCl atoms, l_max 2: 300 -> 75 ms per call).
-GPU_SCATTER_COLUMNS = 400
-
-
-def _scatter_columns() -> int | None:
-    """Column chunk of the message scatter: :data:`GPU_SCATTER_COLUMNS` on GPUs, else no chunks."""
-    return GPU_SCATTER_COLUMNS if jax.default_backend() == "gpu" else None
-
-
 def sum_into_receivers(msg: jax.Array, receivers: jax.Array, n_nodes: int, max_columns: int | None = None):
     """``segment_sum(msg, receivers, n_nodes)`` for receivers sorted ascending, (E, F) -> (N, F).
 
     With ``max_columns``, the columns are summed in near-equal chunks of at most that many, one
-    scatter each (see :data:`GPU_SCATTER_COLUMNS`); the result is the same.
+    scatter each (faster on GPUs, see :data:`eqlr_jax.runtime.tuning.GPU_SCATTER_COLUMNS`); the
+    result is the same.
     """
     n_cols = msg.shape[-1]
     if max_columns is None or n_cols <= max_columns:
@@ -254,8 +243,9 @@ def sum_into_receivers(msg: jax.Array, receivers: jax.Array, n_nodes: int, max_c
                             for a, b in zip(bounds[:-1], bounds[1:])], axis=-1)
 
 
-def _conv(x_cm, y, w, senders, receivers, n_nodes, plan):
-    """Gather, per-edge messages (custom backward pass), scatter into the receivers.
+def _conv(x_cm, y, w, senders, receivers, n_nodes, plan, scatter_columns):
+    """Gather, per-edge messages (custom backward pass), scatter into the receivers (in column
+    chunks of at most ``scatter_columns``, see :func:`sum_into_receivers`).
 
     The gather's and the scatter's own derivatives (a scatter of the feature cotangent, a gather
     of the output cotangent) are left to autodiff: the custom rule sees no integer arrays, which
@@ -263,7 +253,7 @@ def _conv(x_cm, y, w, senders, receivers, n_nodes, plan):
     transpose a scan twice through a custom_vjp with integer residuals).
     """
     msg = _messages(x_cm[senders], y, w, plan)
-    return sum_into_receivers(msg, receivers, n_nodes, _scatter_columns())
+    return sum_into_receivers(msg, receivers, n_nodes, scatter_columns)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
@@ -309,14 +299,15 @@ _messages.defvjp(_messages_fwd, _messages_bwd)
 
 
 def conv_messages_cm(x_cm: jax.Array, x_irreps, sh: jax.Array, sh_irreps, w: jax.Array, senders: jax.Array,
-                     receivers: jax.Array, n_nodes: int, filter_ir_out) -> tuple[jax.Array, e3nn.Irreps]:
+                     receivers: jax.Array, n_nodes: int, filter_ir_out,
+                     scatter_columns: int | None = None) -> tuple[jax.Array, e3nn.Irreps]:
     """:func:`conv_messages` on component-major features (see :mod:`.cm`).
 
     Args:
         x_cm: (N, x_irreps.dim) component-major node features; ``x_irreps`` sorted, one
             multiplicity C, each irrep once.
         sh: (E, sh_irreps.dim) edge spherical harmonics (multiplicity 1 per l).
-        w, senders, receivers, n_nodes, filter_ir_out: as :func:`conv_messages`.
+        w, senders, receivers, n_nodes, filter_ir_out, scatter_columns: as :func:`conv_messages`.
 
     Returns:
         ``(out_cm, out_irreps)``: (N, out_irreps.dim) component-major, with the regrouped irreps
@@ -332,11 +323,12 @@ def conv_messages_cm(x_cm: jax.Array, x_irreps, sh: jax.Array, sh_irreps, w: jax
     plan, out_irreps = _plan(x_irreps, sh_irreps, e3nn.Irreps(filter_ir_out))
     if w.shape[-1] != plan.c * plan.n_w:
         raise ValueError(f"expected {plan.c * plan.n_w} weights per edge, got {w.shape[-1]}")
-    return _conv(x_cm, sh, w, senders, receivers, n_nodes, plan), out_irreps
+    return _conv(x_cm, sh, w, senders, receivers, n_nodes, plan, scatter_columns), out_irreps
 
 
 def conv_messages(x: e3nn.IrrepsArray, sh: e3nn.IrrepsArray, w: jax.Array, senders: jax.Array,
-                  receivers: jax.Array, n_nodes: int, filter_ir_out) -> e3nn.IrrepsArray:
+                  receivers: jax.Array, n_nodes: int, filter_ir_out,
+                  scatter_columns: int | None = None) -> e3nn.IrrepsArray:
     """Aggregated tensor-product messages per node.
 
     Args:
@@ -347,6 +339,9 @@ def conv_messages(x: e3nn.IrrepsArray, sh: e3nn.IrrepsArray, w: jax.Array, sende
         senders, receivers: (E,) int; receivers sorted.
         n_nodes: N (static).
         filter_ir_out: irreps to keep.
+        scatter_columns: sum the messages into the nodes in column chunks of at most this many
+            (:func:`sum_into_receivers`; the network passes ``Runtime.scatter_columns``
+            resolved); ``None``: one scatter. The result is the same.
 
     Returns:
         IrrepsArray (N, ...) with the irreps of ``e3nn.tensor_product(x, sh, filter_ir_out)``,
@@ -357,5 +352,5 @@ def conv_messages(x: e3nn.IrrepsArray, sh: e3nn.IrrepsArray, w: jax.Array, sende
     if sh.irreps != sh.irreps.regroup():
         sh = sh.regroup()
     out_cm, out_irreps = conv_messages_cm(swap_layout(x.array, x.irreps, True), x.irreps, sh.array, sh.irreps,
-                                          w, senders, receivers, n_nodes, filter_ir_out)
+                                          w, senders, receivers, n_nodes, filter_ir_out, scatter_columns)
     return e3nn.IrrepsArray(out_irreps, swap_layout(out_cm, out_irreps, False))

@@ -1,11 +1,10 @@
 """XLA:CPU compile-time tuning, applied when eqlr_jax is imported.
 
 LLVM fully unrolls short constant-trip-count loops. XLA:CPU emits an elementwise kernel over an
-(N, 32) array (32 channels, the usual feature width) as a loop over rows around a loop of 32,
-and LLVM unrolls the inner loop and then vectorises the row loop, which took 0.2-0.6 s of LLVM
-time for a single small kernel (a sigmoid over (1024, 32): 0.45 s, against 0.05 s with the limit
-below). Capping full unrolling at 8 iterations cut the LLVM time of the 1000-atom race call from
-4.3-5.4 s to 3.0-3.8 s with no change in run time (README.md, "Compile time";
+(N, 32) array (32 channels, the usual feature width) as a loop over rows around a loop of 32;
+LLVM unrolls the inner loop and then vectorises the row loop, which makes even small kernels
+slow to compile. Capping full unrolling at 8 iterations cuts the LLVM time of the model's call
+and leaves its run time unchanged (figures: README.md, "Performance against PyTorch NequIP (CPU)";
 ``EQLR_JAX_XLA_TUNING=0 python benchmarks/compile_kernels.py`` measures it without the cap).
 
 The option is passed through ``XLA_FLAGS`` (``--xla_backend_extra_options``), which XLA reads once,

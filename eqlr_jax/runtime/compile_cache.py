@@ -1,11 +1,10 @@
 """Opt-in persistent compilation cache: a later process loads compiled programs from disk.
 
-The first call of a model compiles it (about 6-10 s on a CPU for 1000 atoms, see the README's
-performance section). With the cache on, XLA's compiled program is also written to disk, and a
-new process with the same model, capacities, dtype, XLA flags and JAX version loads it instead:
-on this project's 2-core VM the first energy + forces + stress call at 1000 atoms (1 thread) took
-9.8 s in the first process and 1.9-2.4 s in the next ones (``benchmarks/bench_compile_cache.py``;
-tracing and lowering are not cached). Results are unchanged.
+The first call of a model compiles it, which takes seconds on a CPU. With the cache on, XLA's
+compiled program is also written to disk, and a new process with the same model, capacities,
+dtype, XLA flags and JAX version loads it instead; tracing and lowering are not cached, so the
+first call still takes a little time (figures: README.md, "Python API";
+``benchmarks/bench_compile_cache.py``). Results are unchanged.
 
 This sets JAX's global ``jax_compilation_cache_dir``, so the library never turns it on by
 itself: call :func:`enable_compilation_cache` in your script (the ``eqlr-jax`` command line does,

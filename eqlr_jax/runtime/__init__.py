@@ -1,0 +1,60 @@
+"""How a model runs, as opposed to what it computes.
+
+A model is its :class:`~eqlr_jax.NequIPConfig` (hyperparameters, saved in model files) and its
+parameters. Everything that only changes how fast, or in how much memory, it runs lives here
+and is passed beside the config:
+
+- :class:`Runtime`: per-call speed and memory options (a static argument of the compiled call);
+- :mod:`.tuning`: the policy that turns ``"auto"`` options into values for this backend and machine;
+- :mod:`.xla`: XLA compile-time tuning, applied when eqlr_jax is imported;
+- :mod:`.compile_cache`: the opt-in persistent compilation cache.
+
+This package imports nothing from the network (``eqlr_jax.nn`` imports :mod:`.tuning`), and
+importing it does not import JAX.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from .compile_cache import enable_compilation_cache
+
+__all__ = ["Runtime", "enable_compilation_cache"]
+
+
+def _check_size_option(name: str, value) -> None:
+    """``value`` must be ``None``, ``"auto"`` or an int >= 1 (not a bool)."""
+    if not (value is None or value == "auto"
+            or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)):
+        raise ValueError(f"{name} must be an int >= 1, None or 'auto', got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """Speed and memory options of a model call; none of them is part of the model.
+
+    Two runtimes give the same results up to floating-point rounding (the same sums in another
+    order). A runtime is not saved in model files. It is frozen and hashable: a static argument
+    of the jit-compiled call, so a different runtime compiles a program of its own.
+
+    Attributes:
+        edge_block: graphs with more edges than this are processed in blocks of at most
+            ``edge_block`` edges whose backward pass recomputes their forward pass (see
+            ``nn/edge_blocks.py``). This bounds memory and, on CPU, is faster too (smaller
+            buffers stay in cache; ``benchmarks/README.md``, "Memory and edge blocks").
+            ``None``: never. ``"auto"`` (default): on CPU, blocks of
+            :data:`.tuning.CPU_EDGE_BLOCK` edges with two or more cores,
+            :data:`.tuning.CPU_EDGE_BLOCK_ONE_CORE` with one (half as many in float64), at most
+            :data:`.tuning.MAX_AUTO_BLOCKS` blocks; never on other devices
+            (:func:`.tuning.resolve_edge_block`).
+        scatter_columns: each layer sums its edge messages into the nodes in column chunks of
+            at most this many, one scatter each. ``None``: one scatter. ``"auto"`` (default):
+            chunks of :data:`.tuning.GPU_SCATTER_COLUMNS` on GPUs, one scatter elsewhere
+            (:func:`.tuning.resolve_scatter_columns`).
+    """
+
+    edge_block: int | str | None = "auto"
+    scatter_columns: int | str | None = "auto"
+
+    def __post_init__(self):
+        _check_size_option("edge_block", self.edge_block)
+        _check_size_option("scatter_columns", self.scatter_columns)
