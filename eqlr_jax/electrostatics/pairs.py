@@ -45,6 +45,13 @@ def empty_pair_list(capacity: int) -> PairList:
         n_found=np.zeros((), np.int32))
 
 
+def half_pairs(positions, cell, r_cut: float):
+    """Unpadded half pair list within ``r_cut`` (Å): (i, j, S) as int32 arrays (n,), (n,), (n, 3)."""
+    i, j, s, _ = pairs_within(positions, cell, True, r_cut, full_list=False)
+    keep = ~((i == j) & np.all(s == 0, axis=1))  # never the i = j, S = 0 term
+    return i[keep].astype(np.int32), j[keep].astype(np.int32), s[keep].astype(np.int32)
+
+
 def build_pair_list(positions, cell, r_cut: float, capacity: int, on_overflow: str = "raise") -> PairList:
     """All periodic pairs closer than ``r_cut`` (Å), padded to ``capacity`` entries.
 
@@ -59,11 +66,7 @@ def build_pair_list(positions, cell, r_cut: float, capacity: int, on_overflow: s
     """
     if on_overflow not in ("raise", "flag"):
         raise ValueError(f"on_overflow must be 'raise' or 'flag', got {on_overflow!r}")
-    i, j, s, _ = pairs_within(positions, cell, True, r_cut, full_list=False)
-    i = np.asarray(i, np.int64)
-    j = np.asarray(j, np.int64)
-    keep = ~((i == j) & np.all(s == 0, axis=1))  # never the i = j, S = 0 term
-    i, j, s = i[keep], j[keep], s[keep]
+    i, j, s = half_pairs(positions, cell, r_cut)
     n = len(i)
     if n > capacity and on_overflow == "raise":
         raise CapacityError(
@@ -74,11 +77,3 @@ def build_pair_list(positions, cell, r_cut: float, capacity: int, on_overflow: s
     out.i[:m], out.j[:m], out.shifts[:m], out.valid[:m] = i[:m], j[:m], s[:m], True
     return out._replace(n_found=np.asarray(n, np.int32))
 
-
-def half_pairs(positions, cell, r_cut: float):
-    """Unpadded half pair list within ``r_cut`` (Å): (i, j, S) as int32 arrays (n,), (n,), (n, 3)."""
-    pos = np.ascontiguousarray(positions, dtype=np.float64)
-    full = build_pair_list(pos, cell, r_cut, 0, on_overflow="flag")
-    n = int(full.n_found)
-    pl = build_pair_list(pos, cell, r_cut, n)
-    return pl.i, pl.j, pl.shifts
