@@ -17,7 +17,9 @@ from .errors import CapacityError  # noqa: E402
 from .runtime import Runtime, enable_compilation_cache  # noqa: E402
 from .graph import Capacity, Graph, build_graph  # noqa: E402
 from .io import load, save  # noqa: E402
+from .models import LRConfig  # noqa: E402
 from .nn import NequIPConfig  # noqa: E402
+from .qeq import QEqConvergenceError  # noqa: E402
 from .potential import Potential  # noqa: E402
 from .structure import Structure  # noqa: E402
 
@@ -31,5 +33,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'eqlr_jax' has no attribute {name!r}")
 
 
-__all__ = ["Calculator", "Capacity", "CapacityError", "Graph", "NequIPConfig", "Potential", "Runtime", "Structure",
+__all__ = ["Calculator", "Capacity", "CapacityError", "Graph", "LRConfig", "NequIPConfig", "QEqConvergenceError", "Potential", "Runtime", "Structure",
            "build_graph", "enable_compilation_cache", "load", "save", "__version__"]

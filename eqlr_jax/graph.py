@@ -5,8 +5,9 @@ structures. Padding is numerically inert:
 
 * padded nodes have ``node_mask = False``, species 0, position 0, and belong to the last graph
   slot, which is always a dummy graph (``graph_mask = False``);
-* padded edges have ``edge_mask = False`` and join node 0 to itself; the model replaces their
-  vectors by a safe vector beyond the cutoff and multiplies their messages by zero.
+* padded edges have ``edge_mask = False`` and join the last real node to itself; the model
+  replaces their vectors by a safe vector beyond the cutoff and multiplies their messages by zero;
+* padded long-range pairs and k-vectors are masked the same way (``pair_mask``, ``k_mask``).
 
 Capacities are rounded up to buckets (:func:`bucket`) so that structures of similar size share
 one compiled program.
@@ -24,10 +25,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from .errors import CapacityError
+from .electrostatics.ewald_setup import ETA_FACTOR
+from .electrostatics.flat import FlatData
+from .electrostatics.flat_setup import assemble_flat_data, structure_parts
 from .neighbors import neighbor_list
 from .structure import Structure
 
-__all__ = ["Graph", "Capacity", "bucket", "build_graph", "capacity_for", "species_indices",
+__all__ = ["Graph", "Capacity", "LongRangeSpec", "bucket", "build_graph", "capacity_for", "long_range_parts",
+           "species_indices",
            "UnknownElementError", "CapacityError"]
 
 
@@ -54,6 +59,10 @@ class Graph:
         pbc: (G, 3) bool.
         total_charge: (G,) net charge of each structure, e.
         graph_mask: (G,) bool, True for real structures (the last slot is always padding).
+        long_range: None (short-range models), or the
+            :class:`~eqlr_jax.electrostatics.FlatData` of the long-range model: all pairs of
+            each open structure, the real-space Ewald pairs and k-vectors of each periodic one
+            (capacities ``Capacity.n_pair`` and ``Capacity.n_kvector``).
     """
 
     positions: jax.Array
@@ -68,6 +77,7 @@ class Graph:
     pbc: jax.Array
     total_charge: jax.Array
     graph_mask: jax.Array
+    long_range: FlatData | None = None
 
     @property
     def n_node_capacity(self) -> int:
@@ -93,18 +103,20 @@ class Graph:
 
 @dataclasses.dataclass(frozen=True)
 class Capacity:
-    """Static padded sizes of a :class:`Graph`: nodes, edges and graph slots (incl. one dummy)."""
+    """Static padded sizes of a :class:`Graph`: nodes, edges and graph slots (incl. one dummy),
+    and for long-range graphs the long-range pairs and k-vectors (0 for short-range graphs)."""
 
     n_node: int
     n_edge: int
     n_graph: int
+    n_pair: int = 0
+    n_kvector: int = 0
 
     def fits(self, other: "Capacity") -> bool:
-        return other.n_node <= self.n_node and other.n_edge <= self.n_edge and other.n_graph <= self.n_graph
+        return all(getattr(other, f.name) <= getattr(self, f.name) for f in dataclasses.fields(self))
 
     def union(self, other: "Capacity") -> "Capacity":
-        return Capacity(max(self.n_node, other.n_node), max(self.n_edge, other.n_edge),
-                        max(self.n_graph, other.n_graph))
+        return Capacity(*(max(getattr(self, f.name), getattr(other, f.name)) for f in dataclasses.fields(self)))
 
 
 def bucket(n: int, minimum: int = 8) -> int:
@@ -140,15 +152,49 @@ def _edges(structures: Sequence[Structure], cutoff: float):
     return [neighbor_list(s, cutoff) for s in structures]
 
 
-def capacity_for(n_nodes: int, n_edges: int, n_graphs: int, exact: bool = False) -> Capacity:
-    """Bucketed capacity for the given totals (one extra node and graph slot for padding)."""
+def capacity_for(n_nodes: int, n_edges: int, n_graphs: int, exact: bool = False,
+                 n_pairs: int | None = None, n_kvectors: int | None = None) -> Capacity:
+    """Bucketed capacity for the given totals (one extra node and graph slot for padding).
+
+    ``n_pairs``/``n_kvectors``: long-range totals (None for a short-range graph: capacity 0).
+    """
+    lr = n_pairs is not None
     if exact:
-        return Capacity(n_nodes + 1, max(n_edges, 1), n_graphs + 1)
-    return Capacity(bucket(n_nodes + 1), bucket(max(n_edges, 1), 16), n_graphs + 1)
+        return Capacity(n_nodes + 1, max(n_edges, 1), n_graphs + 1, max(n_pairs or 0, 1) if lr else 0,
+                        max(n_kvectors or 0, 1) if lr else 0)
+    return Capacity(bucket(n_nodes + 1), bucket(max(n_edges, 1), 16), n_graphs + 1,
+                    bucket(max(n_pairs or 0, 1), 16) if lr else 0, bucket(max(n_kvectors or 0, 1)) if lr else 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class LongRangeSpec:
+    """What :func:`build_graph` needs to add a long-range model's data to a graph.
+
+    Attributes:
+        gamma_max: per species index, the largest Gaussian pair width √2 σ_max the model's
+            charges can reach, Å (it bounds the Ewald cutoffs).
+        accuracy: relative accuracy ε of the Ewald sums.
+        eta_factor: c in the Ewald splitting width η = c (V²/N)^{1/6} (a speed choice).
+    """
+
+    gamma_max: tuple[float, ...]
+    accuracy: float = 1e-6
+    eta_factor: float = ETA_FACTOR
+
+
+def long_range_parts(structures: Sequence[Structure], species: Sequence[int], spec: LongRangeSpec):
+    """Per structure, its long-range pairs and k-vectors (:func:`structure_parts`)."""
+    parts = []
+    for s in structures:
+        idx = species_indices(s.numbers, species)
+        parts.append(structure_parts(s.positions, s.cell, s.pbc, float(np.max(np.asarray(spec.gamma_max)[idx])),
+                                     spec.accuracy, spec.eta_factor))
+    return parts
 
 
 def build_graph(structures: Structure | Sequence[Structure], cutoff: float, species: Sequence[int],
-                capacity: Capacity | None = None, dtype=None, edges=None) -> tuple[Graph, Capacity]:
+                capacity: Capacity | None = None, dtype=None, edges=None,
+                long_range: LongRangeSpec | None = None, parts=None) -> tuple[Graph, Capacity]:
     """Build one padded :class:`Graph` from one or more structures.
 
     Args:
@@ -158,6 +204,8 @@ def build_graph(structures: Structure | Sequence[Structure], cutoff: float, spec
         capacity: static sizes to pad to; default: bucketed from the actual sizes.
         dtype: float dtype of positions/cell/charges (default: jnp default float).
         edges: optional precomputed ``neighbor_list`` results, one per structure.
+        long_range: add the long-range data of a long-range model (None: short-range graph).
+        parts: optional precomputed :func:`long_range_parts` (with ``long_range``).
 
     Returns:
         (graph, needed): the graph and the bucketed capacity this batch needs
@@ -176,13 +224,21 @@ def build_graph(structures: Structure | Sequence[Structure], cutoff: float, spec
         edges = _edges(structures, cutoff)
     n_nodes = sum(s.n_atoms for s in structures)
     n_edges = sum(len(e[0]) for e in edges)
-    needed = capacity_for(n_nodes, n_edges, len(structures))
+    n_pairs = n_kvectors = None
+    if long_range is not None:
+        if parts is None:
+            parts = long_range_parts(structures, species, long_range)
+        n_pairs = sum(len(p.i) for p in parts)
+        n_kvectors = sum(len(p.miller) for p in parts)
+    needed = capacity_for(n_nodes, n_edges, len(structures), n_pairs=n_pairs, n_kvectors=n_kvectors)
     if capacity is None:
         capacity = needed
-    elif not capacity.fits(Capacity(n_nodes + 1, n_edges, len(structures) + 1)):
+    elif not capacity.fits(capacity_for(n_nodes, n_edges, len(structures), exact=True, n_pairs=n_pairs,
+                                        n_kvectors=n_kvectors)) or (long_range is not None and capacity.n_pair == 0):
         raise CapacityError(
-            f"batch needs {n_nodes} nodes (+1 padding), {n_edges} edges and {len(structures)} graphs "
-            f"(+1 padding), capacity is {capacity}")
+            f"batch needs {n_nodes} nodes (+1 padding), {n_edges} edges, {len(structures)} graphs "
+            f"(+1 padding)" + ("" if long_range is None else f", {n_pairs} long-range pairs and "
+                               f"{n_kvectors} k-vectors") + f"; capacity is {capacity}")
     N, E, G = capacity.n_node, capacity.n_edge, capacity.n_graph
     fdtype = np.dtype(dtype) if dtype is not None else np.dtype(jnp.zeros(()).dtype)
 
@@ -219,8 +275,14 @@ def build_graph(structures: Structure | Sequence[Structure], cutoff: float, spec
     # padded edges: node (n0 - 1) to itself keeps receivers sorted; they are masked anyway
     rcv[e0:] = n0 - 1
     snd[e0:] = n0 - 1
+    lr = None
+    if long_range is not None:
+        offsets = np.cumsum([0] + [s.n_atoms for s in structures[:-1]])
+        lr = jax.tree_util.tree_map(jnp.asarray, assemble_flat_data(parts, offsets, capacity.n_pair,
+                                                                    capacity.n_kvector, G, fdtype))
     graph = Graph(positions=jnp.asarray(pos), species=jnp.asarray(spc), node_graph=jnp.asarray(ngr),
                   node_mask=jnp.asarray(nmask), senders=jnp.asarray(snd), receivers=jnp.asarray(rcv),
                   shifts=jnp.asarray(shf), edge_mask=jnp.asarray(emask), cell=jnp.asarray(cell),
-                  pbc=jnp.asarray(pbc), total_charge=jnp.asarray(tq), graph_mask=jnp.asarray(gmask))
+                  pbc=jnp.asarray(pbc), total_charge=jnp.asarray(tq), graph_mask=jnp.asarray(gmask),
+                  long_range=lr)
     return graph, needed

@@ -12,13 +12,17 @@ import jax
 import numpy as np
 
 from ._version import __version__
+from .models import LRConfig
 from .nn import NequIPConfig
 from .potential import Potential
 
 __all__ = ["save", "load", "FORMAT_VERSION", "ModelFileError"]
 
-FORMAT_VERSION = 1
+#: 1: short-range models only (kind "nequip-sr"); 2: adds the long-range kind "nequip-lr".
+FORMAT_VERSION = 2
 _MAGIC = "eqlr_jax-model"
+#: model kind -> config class
+_KINDS = {"nequip-sr": NequIPConfig, "nequip-lr": LRConfig}
 
 
 class ModelFileError(ValueError):
@@ -28,8 +32,9 @@ class ModelFileError(ValueError):
 def save(path: str | os.PathLike, potential: Potential) -> None:
     """Write ``potential`` to ``path`` (conventionally ``*.eqlr``). Written atomically: a crash
     mid-write leaves any previous file intact."""
+    kind = next(k for k, cls in _KINDS.items() if isinstance(potential.config, cls))
     meta = {"magic": _MAGIC, "format_version": FORMAT_VERSION, "eqlr_jax_version": __version__,
-            "model": "nequip-sr", "config": potential.config.to_dict()}
+            "model": kind, "config": potential.config.to_dict()}
     params = jax.tree_util.tree_map(np.asarray, potential.params)
     blob = flax.serialization.msgpack_serialize(flax.serialization.to_state_dict(params))
     tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
@@ -62,9 +67,10 @@ def load(path: str | os.PathLike) -> Potential:
         raise ModelFileError(
             f"{path} has model format version {version}, newer than this eqlr_jax supports "
             f"({FORMAT_VERSION}); upgrade eqlr_jax to read it")
-    if meta.get("model") != "nequip-sr":
-        raise ModelFileError(f"{path}: unknown model kind {meta.get('model')!r}")
-    config = NequIPConfig.from_dict(meta["config"])
+    kind = meta.get("model")
+    if kind not in _KINDS or (version < 2 and kind != "nequip-sr"):
+        raise ModelFileError(f"{path}: unknown model kind {kind!r} for format version {version}")
+    config = _KINDS[kind].from_dict(meta["config"])
     try:
         state = flax.serialization.msgpack_restore(blob)
     except Exception as e:  # msgpack raises several types on truncated data

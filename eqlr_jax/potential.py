@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import functools
 import gc
+import warnings
 from typing import Any, Sequence
 
 import jax
@@ -20,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .graph import Capacity, Graph, build_graph
-from .nn import NequIP, NequIPConfig
-from .nn.nequip import initial_scale_shift
+from .models import init_params, is_long_range, long_range_spec, lr_terms, short_range_parts, sr_node_energies
+from .qeq import QEqConvergenceError
 from .runtime import Runtime
 from .structure import Structure
 
@@ -51,55 +52,65 @@ def _gc_paused():
             gc.enable()
 
 
-def _cast_params(params, dtype):
-    return jax.tree_util.tree_map(
-        lambda p: p.astype(dtype) if jnp.issubdtype(p.dtype, jnp.floating) else p, params)
-
-
-def node_energies(config: NequIPConfig, params, graph: Graph, positions=None, cell=None,
+def node_energies(config, params, graph: Graph, positions=None, cell=None,
                   runtime: Runtime = Runtime()) -> jax.Array:
     """(N,) per-atom energies in eV (0 on padded nodes). Pure; differentiable in positions/cell."""
-    return _node_energies(config, params, graph, graph.edge_vectors(positions, cell), runtime)
-
-
-def _node_energies(config: NequIPConfig, params, graph: Graph, vec: jax.Array, runtime: Runtime) -> jax.Array:
-    """:func:`node_energies` from the (E, 3) edge vectors, Å."""
-    params = _cast_params(params, vec.dtype)
-    out, _ = NequIP(config, runtime).apply(params, vec, graph.species, graph.senders, graph.receivers,
-                                           graph.edge_mask)
-    return jnp.where(graph.node_mask, out[:, 0], 0.0)
+    pos = graph.positions if positions is None else positions
+    cel = graph.cell if cell is None else cell
+    vec = graph.edge_vectors(pos, cel)
+    if is_long_range(config):
+        return lr_terms(config, params, graph, vec, pos, cel, runtime)["node_energies"]
+    return sr_node_energies(*short_range_parts(config, params), graph, vec, runtime)
 
 
 @functools.partial(jax.jit, static_argnames=("config", "compute_stress", "runtime"))
-def predict(config: NequIPConfig, params, graph: Graph, compute_stress: bool = True,
-            runtime: Runtime = Runtime()) -> dict[str, jax.Array]:
+def predict(config, params, graph: Graph, compute_stress: bool = True, runtime: Runtime = Runtime(),
+            charges_guess=None) -> dict[str, jax.Array]:
     """Energies, forces and (optionally) stress of every structure in a padded graph.
 
+    ``config``: a :class:`~eqlr_jax.NequIPConfig` or :class:`~eqlr_jax.LRConfig` (static).
     ``runtime``: speed and memory options (:class:`eqlr_jax.Runtime`; static, results the same
-    up to rounding).
+    up to rounding). ``charges_guess``: optional (N,) e, the start of an iterative QEq solve
+    (long-range models; e.g. the previous MD step's charges).
 
     Returns a dict with
         ``energy`` (G,) eV, ``node_energies`` (N,) eV, ``forces`` (N, 3) eV/Å, and if
         ``compute_stress``: ``virial`` (G, 3, 3) eV and ``stress`` (G, 3, 3) eV/Å^3
         (zero for structures that are not 3-D periodic). Padded entries are zero.
+        Long-range models add ``charges`` (N,) e, ``chi`` (N,) eV/e, ``energy_short``,
+        ``energy_elec`` (the Coulomb energy of the charges) and ``energy_qeq`` (E_elec +
+        Σ(χq + ½Jq²)), each (G,) eV, ``dipole`` (G, 3) e·Å (Σ q_i r_i, for structures with no
+        periodic axis, else 0), ``qeq_residual`` () eV/e, ``qeq_iterations`` () and
+        ``qeq_converged`` () bool.
     """
     _TRACES["predict"] += 1
     with _gc_paused():  # the body runs only while jax traces it
+        if is_long_range(config):
+            return _predict_lr(config, params, graph, compute_stress, runtime, charges_guess)
         return _predict(config, params, graph, compute_stress, runtime)
 
 
-def _predict(config: NequIPConfig, params, graph: Graph, compute_stress: bool,
-             runtime: Runtime) -> dict[str, jax.Array]:
+def _stress(graph: Graph, dstrain, out):
+    """virial and stress from dE/d(strain) (G, 3, 3) into ``out``."""
+    dstrain = 0.5 * (dstrain + jnp.swapaxes(dstrain, -1, -2))
+    periodic = jnp.all(graph.pbc, axis=-1) & graph.graph_mask
+    eye = jnp.eye(3, dtype=dstrain.dtype)
+    vol = jnp.abs(jnp.linalg.det(jnp.where(periodic[:, None, None], graph.cell, eye)))
+    out["virial"] = jnp.where(graph.graph_mask[:, None, None], -dstrain, 0.0)
+    out["stress"] = jnp.where(periodic[:, None, None], dstrain / vol[:, None, None], 0.0)
+
+
+def _predict(config, params, graph: Graph, compute_stress: bool, runtime: Runtime) -> dict[str, jax.Array]:
     """The energy depends on positions and cell only through the edge vectors
     r_e = x_sender - x_receiver + shift_e . cell, so one gradient g_e = dE/dr_e gives both:
     dE/dx_i = sum_{e: sender i} g_e - sum_{e: receiver i} g_e, and, for the strain x' = x (1 + eps)
     (r' = r (1 + eps)), dE/deps_ab = sum_e r_e,a g_e,b over the structure's edges."""
     G, N = graph.n_graph_capacity, graph.n_node_capacity
-    dtype = graph.positions.dtype
+    net_config, net_params = short_range_parts(config, params)
     vec = graph.edge_vectors()
 
     def total(v):
-        e_node = _node_energies(config, params, graph, v, runtime)
+        e_node = sr_node_energies(net_config, net_params, graph, v, runtime)
         e_graph = jax.ops.segment_sum(e_node, graph.node_graph, num_segments=G)
         return jnp.sum(e_graph), (e_graph, e_node)
 
@@ -110,54 +121,68 @@ def _predict(config: NequIPConfig, params, graph: Graph, compute_stress: bool,
            "forces": jnp.where(graph.node_mask[:, None], -dpos, 0.0)}
     if compute_stress:
         edge_graph = graph.node_graph[graph.receivers]
+        _stress(graph, jax.ops.segment_sum(vec[:, :, None] * g[:, None, :], edge_graph, num_segments=G), out)
+    return out
+
+
+def _predict_lr(config, params, graph: Graph, compute_stress: bool, runtime: Runtime, guess):
+    """The long-range energy depends on positions and cell through the edge vectors and, in the
+    electrostatics, directly: dE/dx_i = (edge part, as in :func:`_predict`) + ∂E/∂x_i, and for the
+    strain x' = x (1 + eps), cell' = cell (1 + eps): dE/deps = sum_e r_e g_e + sum_i x_i ∂E/∂x_i
+    + cellᵀ ∂E/∂cell."""
+    G, N = graph.n_graph_capacity, graph.n_node_capacity
+    vec = graph.edge_vectors()
+
+    def total(v, pos, cell):
+        terms = lr_terms(config, params, graph, v, pos, cell, runtime, guess)
+        return jnp.sum(jnp.where(graph.graph_mask, terms["energy"], 0.0)), terms
+
+    (_, t), (g, gpos, gcell) = jax.value_and_grad(total, argnums=(0, 1, 2), has_aux=True)(
+        vec, graph.positions, graph.cell)
+    dpos = (jax.ops.segment_sum(g, graph.senders, num_segments=N)
+            - jax.ops.segment_sum(g, graph.receivers, num_segments=N, indices_are_sorted=True) + gpos)
+    node = graph.node_mask
+    open_ = ~jnp.any(graph.pbc, axis=-1) & graph.graph_mask
+    dipole = jax.ops.segment_sum(t["charges"][:, None] * graph.positions, graph.node_graph, num_segments=G)
+    per_graph = ("energy", "energy_short", "energy_elec", "energy_qeq")
+    out = {k: jnp.where(graph.graph_mask, t[k], 0.0) for k in per_graph}
+    out.update({k: t[k] for k in ("node_energies", "charges", "chi", "qeq_residual", "qeq_iterations",
+                                  "qeq_converged")})
+    out["forces"] = jnp.where(node[:, None], -dpos, 0.0)
+    out["dipole"] = jnp.where(open_[:, None], dipole, 0.0)
+    if compute_stress:
+        edge_graph = graph.node_graph[graph.receivers]
         dstrain = jax.ops.segment_sum(vec[:, :, None] * g[:, None, :], edge_graph, num_segments=G)
-        dstrain = 0.5 * (dstrain + jnp.swapaxes(dstrain, -1, -2))
-        periodic = jnp.all(graph.pbc, axis=-1) & graph.graph_mask
-        eye = jnp.eye(3, dtype=dtype)
-        vol = jnp.abs(jnp.linalg.det(jnp.where(periodic[:, None, None], graph.cell, eye)))
-        out["virial"] = jnp.where(graph.graph_mask[:, None, None], -dstrain, 0.0)
-        out["stress"] = jnp.where(periodic[:, None, None], dstrain / vol[:, None, None], 0.0)
+        dstrain = dstrain + jax.ops.segment_sum(graph.positions[:, :, None] * gpos[:, None, :],
+                                                graph.node_graph, num_segments=G)
+        _stress(graph, dstrain + jnp.einsum("gca,gcb->gab", graph.cell, gcell), out)
     return out
 
 
 @dataclasses.dataclass(frozen=True)
 class Potential:
-    """A short-range NequIP potential: configuration plus parameters.
+    """A potential: configuration plus parameters.
 
-    Build one with :meth:`Potential.init`, load one with :func:`eqlr_jax.load`. ``runtime``
-    (:class:`eqlr_jax.Runtime`, not saved): speed and memory options of its calls, e.g.
-    ``dataclasses.replace(pot, runtime=Runtime(edge_block=None))``.
+    ``config`` is a :class:`~eqlr_jax.NequIPConfig` (short range) or a
+    :class:`~eqlr_jax.LRConfig` (NequIP-LR: charges by QEq, electrostatics, total charge as
+    input). Build one with :meth:`Potential.init`, load one with :func:`eqlr_jax.load`.
+    ``runtime`` (:class:`eqlr_jax.Runtime`, not saved): speed and memory options of its calls,
+    e.g. ``dataclasses.replace(pot, runtime=Runtime(edge_block=None))``.
     """
 
-    config: NequIPConfig
+    config: Any
     params: Any
     runtime: Runtime = Runtime()
 
     @classmethod
-    def init(cls, config: NequIPConfig, seed: int = 0, dtype=jnp.float32) -> "Potential":
+    def init(cls, config, seed: int = 0, dtype=jnp.float32) -> "Potential":
         """Randomly initialised parameters, stored in ``dtype`` (computation follows the input).
 
-        The parameter tree is the network's (``NequIP(config).init``, traced, not compiled);
-        every weight is drawn from N(0, 1), as the network's own initialisers draw them (e3nn's
-        normalisation is applied in the forward pass), from one NumPy stream seeded with
-        ``seed``; the per-species scale and shift start at the config's values. Compiling the
-        network's ``init`` instead took about 6 s at l_max 1 (a random-number kernel per weight).
+        Network weights are drawn from N(0, 1), as the network's own initialisers draw them
+        (e3nn's normalisation is applied in the forward pass), from one NumPy stream seeded with
+        ``seed``; per-species scales, shifts, hardness and χ offsets start at the config's values.
         """
-        vec = jnp.asarray([[1.0, 0.2, -0.3], [-1.0, -0.2, 0.3]], dtype)
-        idx = jnp.asarray([0, 1], jnp.int32)
-        species = jnp.zeros(2, jnp.int32)
-        inputs = None if config.n_node_inputs == 0 else jnp.zeros((2, config.n_node_inputs), dtype)
-        tree = jax.eval_shape(NequIP(config).init, jax.random.PRNGKey(seed), vec, species, idx[::-1], idx,
-                              jnp.ones(2, bool), inputs)
-        rng = np.random.default_rng(seed)
-        fixed = dict(zip(("species_scale", "species_shift"), initial_scale_shift(config)))
-
-        def value(path, leaf):
-            name = getattr(path[-1], "key", None)
-            v = fixed[name] if name in fixed else rng.standard_normal(leaf.shape)
-            return jnp.asarray(v, leaf.dtype)
-
-        return cls(config, jax.tree_util.tree_map_with_path(value, tree))
+        return cls(config, init_params(config, seed, dtype))
 
     @property
     def cutoff(self) -> float:
@@ -169,19 +194,43 @@ class Potential:
         """Atomic numbers the model knows."""
         return self.config.species
 
+    @property
+    def long_range(self) -> bool:
+        """True if the model has charges and electrostatics (takes the total charge as input)."""
+        return is_long_range(self.config)
+
     def num_params(self) -> int:
         return int(sum(np.size(p) for p in jax.tree_util.tree_leaves(self.params)))
 
     def graph(self, structures: Structure | Sequence[Structure], capacity: Capacity | None = None,
               dtype=None) -> tuple[Graph, Capacity]:
-        """Padded graph of one or more :class:`Structure` for this model (see ``build_graph``)."""
-        return build_graph(structures, self.cutoff, self.species, capacity=capacity, dtype=dtype)
+        """Padded graph of one or more :class:`Structure` for this model (see ``build_graph``);
+        with the long-range data when the model has long range."""
+        return build_graph(structures, self.cutoff, self.species, capacity=capacity, dtype=dtype,
+                           long_range=long_range_spec(self.config))
 
-    def __call__(self, graph: Graph, compute_stress: bool = True) -> dict[str, jax.Array]:
-        """Energy, forces and stress of every structure in ``graph`` (see :func:`predict`)."""
+    def __call__(self, graph: Graph, compute_stress: bool = True, charges_guess=None) -> dict[str, jax.Array]:
+        """Energy, forces and stress (and for long-range models charges etc.) of every structure in
+        ``graph`` (see :func:`predict`).
+
+        Raises:
+            QEqConvergenceError: the iterative charge equilibration stopped at its iteration
+                limit (``Runtime.qeq_max_iter``) before reaching the model's ``qeq_tol``.
+
+        A short-range model ignores the total charge; it warns once if a graph holds a non-zero one.
+        """
+        if not self.long_range:
+            _warn_if_charged(graph)
         with _gc_paused():  # also while a first call lowers and compiles
-            return predict(self.config, self.params, graph, compute_stress=compute_stress,
-                           runtime=self.runtime)
+            out = predict(self.config, self.params, graph, compute_stress=compute_stress, runtime=self.runtime,
+                          charges_guess=charges_guess)
+        if self.long_range and not isinstance(out["qeq_converged"], jax.core.Tracer) \
+                and not bool(out["qeq_converged"]):
+            raise QEqConvergenceError(
+                f"charge equilibration did not converge: residual {float(out['qeq_residual']):.3g} eV/e after "
+                f"{int(out['qeq_iterations'])} CG iterations; raise Runtime(qeq_max_iter=...) or use "
+                "Runtime(qeq_solver='dense')")
+        return out
 
     def energy(self, graph: Graph) -> jax.Array:
         """(G,) total energies, eV."""
@@ -192,7 +241,22 @@ class Potential:
         return self(graph, compute_stress=False)["forces"]
 
     def calculator(self, **kwargs):
-        """An ASE calculator for this potential (see :class:`eqlr_jax.calculator.Calculator`)."""
+        """An ASE calculator for this potential (:class:`eqlr_jax.Calculator`; ASE is imported
+        only when this is called)."""
         from .calculator import Calculator
 
         return Calculator(self, **kwargs)
+
+
+_WARNED = {"charged_sr": False}
+
+
+def _warn_if_charged(graph: Graph) -> None:
+    """Warn (once per process) when a short-range model is given a charged structure."""
+    if _WARNED["charged_sr"] or isinstance(graph.total_charge, jax.core.Tracer):
+        return
+    if np.any(np.asarray(graph.total_charge) != 0):
+        _WARNED["charged_sr"] = True
+        warnings.warn("a short-range model ignores the total charge: a structure with a non-zero total "
+                      "charge is treated as neutral (use a long-range model, eqlr_jax.LRConfig, to make the "
+                      "energy depend on it). This warning is shown once.", stacklevel=3)

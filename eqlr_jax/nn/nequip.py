@@ -162,6 +162,7 @@ class NequIP(nn.Module):
 
     config: NequIPConfig
     runtime: Runtime = Runtime()
+    readout: bool = True  # False: no readout layers; ``outputs`` is None (a feature extractor)
 
     @nn.compact
     def __call__(self, edge_vectors, species, senders, receivers, edge_mask, node_inputs=None):
@@ -181,8 +182,10 @@ class NequIP(nn.Module):
             h, h_irreps = Interaction(target, n_species, cfg.avg_num_neighbors, radial_mlp, edge_block,
                                       scatter_columns, name=f"layer_{layer}")(
                 h, h_irreps, sh, sh_irreps, radial, species, senders, receivers, extra)
+        features = e3nn.IrrepsArray(h_irreps, cm.concat_blocks(cm.as_blocks(h, h_irreps)))
+        if not self.readout:
+            return None, features
         out, out_irreps = cm.Linear(f"{max(cfg.num_features // 2, 1)}x0e", name="readout_hidden")(h, h_irreps)
         out, _ = cm.Linear(f"{cfg.n_outputs}x0e", name="readout")(out, out_irreps)
         out = scale_shift(self, cfg, out, species)
-        # scalars only: the component-major layout is e3nn's
-        return out, e3nn.IrrepsArray(h_irreps, cm.concat_blocks(cm.as_blocks(h, h_irreps)))
+        return out, features  # scalars only: the component-major layout is e3nn's

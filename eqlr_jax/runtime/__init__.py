@@ -50,11 +50,32 @@ class Runtime:
             at most this many, one scatter each. ``None``: one scatter. ``"auto"`` (default):
             chunks of :data:`.tuning.GPU_SCATTER_COLUMNS` on GPUs, one scatter elsewhere
             (:func:`.tuning.resolve_scatter_columns`).
+        qeq_solver: charge equilibration of long-range models: ``"dense"`` (Cholesky, exact),
+            ``"cg"`` (matrix-free conjugate gradients to the model's ``qeq_tol``) or ``"auto"``
+            (default: dense up to ``qeq_dense_max_atoms`` atom slots, CG above).
+        qeq_dense_max_atoms: the ``"auto"`` threshold (atom slots of the padded batch).
+        qeq_max_iter: CG iteration limit; a solve that reaches it is reported as not converged.
     """
 
     edge_block: int | str | None = "auto"
     scatter_columns: int | str | None = "auto"
+    qeq_solver: str = "auto"
+    qeq_dense_max_atoms: int = 512
+    qeq_max_iter: int = 500
 
     def __post_init__(self):
         _check_size_option("edge_block", self.edge_block)
         _check_size_option("scatter_columns", self.scatter_columns)
+        if self.qeq_solver not in ("auto", "dense", "cg"):
+            raise ValueError(f"qeq_solver must be 'auto', 'dense' or 'cg', got {self.qeq_solver!r}")
+        for name in ("qeq_dense_max_atoms", "qeq_max_iter"):
+            v = getattr(self, name)
+            if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+
+    def qeq_method(self, n_atoms: int) -> str:
+        """The QEq solver for a batch of ``n_atoms`` atom slots: ``qeq_solver``, where
+        ``"auto"`` is dense Cholesky up to ``qeq_dense_max_atoms`` and CG above."""
+        if self.qeq_solver != "auto":
+            return self.qeq_solver
+        return "dense" if n_atoms <= self.qeq_dense_max_atoms else "cg"
