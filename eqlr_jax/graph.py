@@ -194,7 +194,8 @@ def long_range_parts(structures: Sequence[Structure], species: Sequence[int], sp
 
 def build_graph(structures: Structure | Sequence[Structure], cutoff: float, species: Sequence[int],
                 capacity: Capacity | None = None, dtype=None, edges=None,
-                long_range: LongRangeSpec | None = None, parts=None) -> tuple[Graph, Capacity]:
+                long_range: LongRangeSpec | None = None, parts=None,
+                total_charge: Sequence[float] | None = None) -> tuple[Graph, Capacity]:
     """Build one padded :class:`Graph` from one or more structures.
 
     Args:
@@ -206,6 +207,8 @@ def build_graph(structures: Structure | Sequence[Structure], cutoff: float, spec
         edges: optional precomputed ``neighbor_list`` results, one per structure.
         long_range: add the long-range data of a long-range model (None: short-range graph).
         parts: optional precomputed :func:`long_range_parts` (with ``long_range``).
+        total_charge: optional net charge of each structure, e (default: each structure's own
+            ``total_charge``); one finite value per structure.
 
     Returns:
         (graph, needed): the graph and the bucketed capacity this batch needs
@@ -220,6 +223,12 @@ def build_graph(structures: Structure | Sequence[Structure], cutoff: float, spec
     structures = list(structures)
     if not structures:
         raise ValueError("build_graph needs at least one structure")
+    if total_charge is not None:
+        tq_in = np.asarray(total_charge, dtype=np.float64).reshape(-1)
+        if tq_in.shape != (len(structures),) or not np.all(np.isfinite(tq_in)):
+            raise ValueError(f"total_charge needs one finite value (e) per structure: {len(structures)} "
+                             f"structures, got {np.shape(total_charge)} {np.asarray(total_charge).tolist()}")
+        structures = [dataclasses.replace(s, total_charge=float(q)) for s, q in zip(structures, tq_in)]
     if edges is None:
         edges = _edges(structures, cutoff)
     n_nodes = sum(s.n_atoms for s in structures)

@@ -22,6 +22,7 @@ import numpy as np
 
 from .graph import Capacity, Graph, build_graph
 from .models import init_params, is_long_range, long_range_spec, lr_terms, short_range_parts, sr_node_energies
+from .models.sr import cast_params as _cast_params  # noqa: F401  (benchmarks use it)
 from .qeq import QEqConvergenceError
 from .runtime import Runtime
 from .structure import Structure
@@ -203,11 +204,12 @@ class Potential:
         return int(sum(np.size(p) for p in jax.tree_util.tree_leaves(self.params)))
 
     def graph(self, structures: Structure | Sequence[Structure], capacity: Capacity | None = None,
-              dtype=None) -> tuple[Graph, Capacity]:
+              dtype=None, total_charge: Sequence[float] | None = None) -> tuple[Graph, Capacity]:
         """Padded graph of one or more :class:`Structure` for this model (see ``build_graph``);
-        with the long-range data when the model has long range."""
+        with the long-range data when the model has long range. ``total_charge``: optional
+        net charges (e), one per structure, instead of the structures' own."""
         return build_graph(structures, self.cutoff, self.species, capacity=capacity, dtype=dtype,
-                           long_range=long_range_spec(self.config))
+                           long_range=long_range_spec(self.config), total_charge=total_charge)
 
     def __call__(self, graph: Graph, compute_stress: bool = True, charges_guess=None) -> dict[str, jax.Array]:
         """Energy, forces and stress (and for long-range models charges etc.) of every structure in
@@ -221,6 +223,8 @@ class Potential:
         """
         if not self.long_range:
             _warn_if_charged(graph)
+        else:
+            _check_total_charge(graph)
         with _gc_paused():  # also while a first call lowers and compiles
             out = predict(self.config, self.params, graph, compute_stress=compute_stress, runtime=self.runtime,
                           charges_guess=charges_guess)
@@ -246,6 +250,22 @@ class Potential:
         from .calculator import Calculator
 
         return Calculator(self, **kwargs)
+
+
+def _check_total_charge(graph: Graph) -> None:
+    """A long-range graph must hold one total charge per structure slot, 0 on padding slots."""
+    tq = graph.total_charge
+    if tq.shape != graph.graph_mask.shape:
+        raise ValueError(f"graph.total_charge has shape {tq.shape}, but the graph has "
+                         f"{graph.graph_mask.shape[0]} structure slots: one total charge (e) per slot")
+    if isinstance(tq, jax.core.Tracer):
+        return
+    tq, real = np.asarray(tq), np.asarray(graph.graph_mask)
+    if not np.all(np.isfinite(tq)):
+        raise ValueError("graph.total_charge contains NaN or inf")
+    if np.any(tq[~real] != 0):
+        raise ValueError("graph.total_charge is non-zero on a padding slot (graph_mask False): the charges of a "
+                         "batch do not match its structures")
 
 
 _WARNED = {"charged_sr": False}

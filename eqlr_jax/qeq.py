@@ -123,12 +123,18 @@ def _dense_solver(system: _System):
     correction of a charged slab is not), but K is: on the directions that keep every Σ_g q,
     A is the Coulomb energy of a neutral redistribution plus J.
     """
-    mask, seg = system.mask, system.seg
+    mask, seg, g = system.mask, system.seg, system.n_graph
     a_mat = flat_matrix(system.op) + jnp.diag(system.hardness)
-    counts = _segment(mask.astype(a_mat.dtype), seg, system.n_graph)
+    counts = _segment(mask.astype(a_mat.dtype), seg, g)
+    inv_n = jnp.where(mask, 1.0 / jnp.where(counts > 0, counts, 1.0)[seg], 0.0)  # (N,) 1/n_g, 0 on padding
+    # A S with S = B diag(1/n) Bᵀ: every entry replaced by its row's mean over the column's
+    # structure, in O(N²) (P = I − S, so P A P = A − AS − SA + SAS and I − P = S)
+    row_means = _segment(jnp.where(mask[:, None], a_mat.T, 0.0), seg, g).T / jnp.where(counts > 0, counts, 1.0)
+    a_s = jnp.where(mask[None, :], row_means[:, seg], 0.0)                  # (N, N)
+    s_a_s = _segment(jnp.where(mask[:, None], row_means, 0.0), seg, g) / jnp.where(counts > 0, counts, 1.0)[:, None]
     same = (seg[:, None] == seg[None, :]) & mask[:, None] & mask[None, :]
-    proj = jnp.eye(mask.shape[0], dtype=a_mat.dtype) - jnp.where(same, 1.0 / counts[seg][:, None], 0.0)
-    k_mat = proj @ a_mat @ proj + (jnp.eye(mask.shape[0], dtype=a_mat.dtype) - proj)
+    s_mat = jnp.where(same, inv_n[None, :], 0.0)
+    k_mat = a_mat - a_s - a_s.T + jnp.where(mask[:, None] & mask[None, :], s_a_s[seg][:, seg], 0.0) + s_mat
     factor = cho_factor(k_mat, lower=True)
 
     def solve(_, rhs):

@@ -12,3 +12,15 @@ def random_triclinic(seed=0, n=5, scale=3.2, species=(11, 17, 19)):
     pos = frac @ cell
     numbers = rng.choice(species, n)
     return eqlr_jax.Structure(positions=pos, numbers=numbers, cell=cell, pbc=True)
+
+
+def fd_grad(f, x, h=1e-5):
+    """Central finite differences of the scalar ``f`` at ``x`` (any shape), float64."""
+    x = np.asarray(x, np.float64)
+    g = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[idx] += h
+        xm[idx] -= h
+        g[idx] = (float(f(xp)) - float(f(xm))) / (2 * h)
+    return g

@@ -15,7 +15,7 @@ import eqlr_jax
 from eqlr_jax import LRConfig, Potential, Runtime, Structure
 from eqlr_jax.potential import node_energies, trace_count
 
-from helpers import random_triclinic
+from helpers import fd_grad, random_triclinic
 
 CFG = LRConfig(species=("Na", "Cl", "K"), r_max=4.0, num_features=4, num_layers_charge=1, num_layers=1,
                radial_mlp_width=8, chi_hidden=8, charge_basis=4, avg_num_neighbors=10.0,
@@ -41,17 +41,6 @@ def charged_cell(seed=4, q=-0.6):
 def energy_fn(pot, graph):
     """E(positions, cell) summed over the batch, jitted (neighbour lists fixed)."""
     return jax.jit(lambda p, c: jnp.sum(node_energies(pot.config, pot.params, graph, p, c, pot.runtime)))
-
-
-def fd_grad(f, x, h=1e-5):
-    x = np.asarray(x, np.float64)
-    g = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        xp, xm = x.copy(), x.copy()
-        xp[idx] += h
-        xm[idx] -= h
-        g[idx] = (float(f(xp)) - float(f(xm))) / (2 * h)
-    return g
 
 
 @pytest.mark.parametrize("runtime", [Runtime(), Runtime(qeq_solver="cg")], ids=["dense", "cg"])
@@ -329,3 +318,20 @@ def test_force_training_gradient_matches_finite_differences(lr64):
                                                            jax.tree_util.tree_leaves(direction)))
     assert abs(fd) > 1e-3
     assert abs(analytic - fd) < 1e-6 * abs(fd)
+
+
+def test_batch_total_charges_must_match_the_structures(lr64):
+    structures = [molecule(0), molecule(1, n=4)]
+    with pytest.raises(ValueError, match="one finite value"):
+        lr64.graph(structures, total_charge=[1.0])
+    with pytest.raises(ValueError, match="one finite value"):
+        lr64.graph(structures, total_charge=[1.0, np.nan])
+    g, _ = lr64.graph(structures, dtype=np.float64, total_charge=[0.5, -2.0])
+    out = lr64(g)
+    np.testing.assert_allclose([float(np.sum(out["charges"][:6])), float(np.sum(out["charges"][6:10]))],
+                               [0.5, -2.0], atol=1e-12)
+    bad = dataclasses.replace(g, total_charge=g.total_charge.at[-1].set(1.0))  # charge on the padding slot
+    with pytest.raises(ValueError, match="padding slot"):
+        lr64(bad)
+    with pytest.raises(ValueError, match="one total charge"):
+        lr64(dataclasses.replace(g, total_charge=g.total_charge[:2]))

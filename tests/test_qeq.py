@@ -9,6 +9,7 @@ import pytest
 
 from eqlr_jax import electrostatics as es
 from eqlr_jax import qeq
+from helpers import fd_grad
 from test_electrostatics_flat import _batch, _open_brute, _reference_matrix, _systems
 
 
@@ -100,17 +101,6 @@ def test_cg_warm_start_and_iteration_limit():
     assert float(stuck.residual) > 1e-6  # reported, not hidden
 
 
-def _fd(f, x, h=1e-5):
-    x = np.asarray(x, np.float64)
-    g = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        xp, xm = x.copy(), x.copy()
-        xp[idx] += h
-        xm[idx] -= h
-        g[idx] = (f(xp) - f(xm)) / (2 * h)
-    return g
-
-
 @pytest.mark.parametrize("solver", ["dense", "cg"])
 def test_implicit_gradients_match_finite_differences(solver):
     """d/d(positions, cell, χ, J, σ) of a charge-dependent scalar and of E_QEq, through the solve."""
@@ -131,7 +121,7 @@ def test_implicit_gradients_match_finite_differences(solver):
             new = list(args)
             new[k] = jnp.asarray(x)
             return float(target_jit(*new))
-        fd = _fd(f, a)
+        fd = fd_grad(f, a)
         scale = np.abs(fd).max()
         assert scale > 1e-3
         np.testing.assert_allclose(np.asarray(g), fd, rtol=0, atol=1e-6 * scale)
@@ -152,7 +142,7 @@ def test_second_derivative_through_the_solve():
 
     g = jax.grad(force_loss)(chi)
     loss_jit = jax.jit(force_loss)
-    fd = _fd(lambda x: float(loss_jit(jnp.asarray(x))), chi)
+    fd = fd_grad(lambda x: float(loss_jit(jnp.asarray(x))), chi)
     scale = np.abs(fd).max()
     assert scale > 1e-3
     np.testing.assert_allclose(np.asarray(g), fd, rtol=0, atol=1e-6 * scale)
