@@ -20,6 +20,7 @@ lines on stdout):
     python benchmarks/bench_lr.py --rows profile --natoms 1000
 """
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -48,8 +49,8 @@ def compiled_call(config, atoms, dtype="float32", runtime=None):
     import eqlr_jax
     from eqlr_jax import potential
 
-    pot = eqlr_jax.Potential.init(config, seed=0)
     runtime = runtime or eqlr_jax.Runtime()
+    pot = dataclasses.replace(eqlr_jax.Potential.init(config, seed=0), runtime=runtime)
     t0 = time.perf_counter()
     graph, _ = pot.graph(eqlr_jax.Structure.from_ase(atoms), dtype=jnp.dtype(dtype))
     host_ms = 1e3 * (time.perf_counter() - t0)
@@ -61,15 +62,19 @@ def compiled_call(config, atoms, dtype="float32", runtime=None):
 
 
 def rows_ratio(args):
+    import eqlr_jax
+
     atoms = build_atoms("nacl", args.natoms)
     variants = {
-        "sr_r5_4": lr_config(5.0, long_range=False, layers=(0, 4)),
-        "lr_r5_2+2": lr_config(5.0),
-        "lr_r3_2+2": lr_config(3.0),
+        "sr_r5_4": (lr_config(5.0, long_range=False, layers=(0, 4)), None),
+        "lr_r5_2+2": (lr_config(5.0), None),
+        "lr_r3_2+2": (lr_config(3.0), None),
     }
+    for c in args.eta_factors:
+        variants[f"lr_r5_2+2_eta{c:g}"] = (lr_config(5.0), eqlr_jax.Runtime(ewald_eta_factor=c))
     calls = {}
-    for name, cfg in variants.items():
-        f, p, g, c, host = compiled_call(cfg, atoms)
+    for name, (cfg, runtime) in variants.items():
+        f, p, g, c, host = compiled_call(cfg, atoms, runtime=runtime)
         out = f(p, g)
         extra = {}
         if "qeq_iterations" in out:
@@ -116,12 +121,14 @@ def rows_qeq(args):
         chi = jnp.zeros(graph.n_node_capacity, jnp.float32).at[:len(atoms)].set(chi)
         hard = jnp.full(graph.n_node_capacity, 5.0, jnp.float32)
         sig = heads.sigmas(cfg, pot.params["qeq"], graph.species, jnp.float32)
+        dense_real = graph.n_node_capacity <= eqlr_jax.Runtime().dense_pairs_max_atoms
         for solver in args.solvers:
             if solver == "dense" and n > args.dense_max:
                 continue
 
             def fn(pos, x, solver=solver):
-                op = flat_operator(pos, graph.cell, sig, graph.node_graph, graph.node_mask, graph.long_range)
+                op = flat_operator(pos, graph.cell, sig, graph.node_graph, graph.node_mask, graph.long_range,
+                                   dense_real=dense_real)
                 return qeq.solve(op, x, hard, graph.total_charge, solver=solver, tol=cfg.qeq_tol)
 
             f = jax.jit(fn)
@@ -132,7 +139,7 @@ def rows_qeq(args):
             print(json.dumps({"kind": "qeq", "solver": solver, "natoms": len(atoms), "dtype": "float32",
                               "threads": len(os.sched_getaffinity(0)), "tol": cfg.qeq_tol, "ms": round(ms, 2),
                               "first_call_s": round(compile_s, 2), "iterations": int(res.iterations),
-                              "residual_eV_per_e": float(res.residual),
+                              "residual_eV_per_e": float(res.residual), "dense_pairs": dense_real,
                               "lr_pairs": int(graph.long_range.pair_mask.sum()),
                               "kvectors": int(graph.long_range.k_mask.sum())}), flush=True)
 
@@ -167,7 +174,8 @@ def rows_profile(args):
     hard = heads.hardness(cfg, params["qeq"], graph.species)
 
     def operator(pos):
-        return flat_operator(pos, graph.cell, sig, graph.node_graph, graph.node_mask, graph.long_range)
+        return flat_operator(pos, graph.cell, sig, graph.node_graph, graph.node_mask, graph.long_range,
+                             dense_real=graph.n_node_capacity <= runtime.dense_pairs_max_atoms)
 
     def solve(pos, chi):
         return qeq.solve(operator(pos), chi, hard, graph.total_charge, solver=solver, tol=cfg.qeq_tol)
@@ -204,6 +212,8 @@ def main(argv=None):
     p.add_argument("--solvers", nargs="+", default=["dense", "cg"])
     p.add_argument("--dense-max", type=int, default=4096, help="largest size timed with the dense solver")
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--eta-factors", type=float, nargs="*", default=[],
+                   help="ratio rows: also time the LR model with these Runtime.ewald_eta_factor values")
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--threads", type=int, default=0, help="CPU cores to use (0: all available)")
     args = p.parse_args(argv)

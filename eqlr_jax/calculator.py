@@ -106,7 +106,7 @@ class Calculator(_AseCalculator):
         if "dipole" in properties and structure.pbc.any():
             raise PropertyNotImplementedError("the dipole is only defined for structures with no periodic axis")
         pot = self.potential
-        spec = long_range_spec(pot.config)
+        spec = long_range_spec(pot.config, pot.runtime)
         edges = neighbor_list(structure, pot.cutoff)
         parts = None if spec is None else long_range_parts([structure], pot.species, spec)
         capacity = self._capacity_for(structure.n_atoms, len(edges[0]),

@@ -209,7 +209,7 @@ class Potential:
         with the long-range data when the model has long range. ``total_charge``: optional
         net charges (e), one per structure, instead of the structures' own."""
         return build_graph(structures, self.cutoff, self.species, capacity=capacity, dtype=dtype,
-                           long_range=long_range_spec(self.config), total_charge=total_charge)
+                           long_range=long_range_spec(self.config, self.runtime), total_charge=total_charge)
 
     def __call__(self, graph: Graph, compute_stress: bool = True, charges_guess=None) -> dict[str, jax.Array]:
         """Energy, forces and stress (and for long-range models charges etc.) of every structure in

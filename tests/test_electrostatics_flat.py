@@ -87,6 +87,9 @@ def test_flat_matrix_and_matvec_match_single_structures():
         assert np.all(m[off:off + k][:, others] == 0)
     q = np.random.default_rng(1).normal(size=m.shape[0]) * np.asarray(mask)
     np.testing.assert_allclose(np.asarray(op.matvec(jnp.asarray(q))), m @ q, rtol=1e-10, atol=1e-10)
+    dense = flat_operator(pos, cell, sig, ng, mask, data, dense_real=True)  # pair terms as a matrix
+    np.testing.assert_allclose(np.asarray(dense.matvec(jnp.asarray(q))), m @ q, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(np.asarray(flat_matrix(dense)), m, rtol=1e-12, atol=1e-12)
     e = np.asarray(op.energies(jnp.asarray(q)))
     for gi, (s, off) in enumerate(zip(systems, offsets)):
         k = len(s["pos"])

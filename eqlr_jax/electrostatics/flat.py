@@ -109,14 +109,18 @@ class FlatOperator:
     slab_h2: jax.Array      # (N, 3) h_a² / 6 of the atom's structure
     node_graph: jax.Array   # (N,)
     mask: jax.Array         # (N,) bool
+    real_dense: jax.Array | None = None  # (N, N) eV/e²: the pair terms as a matrix, or None
     n_graph: int = dataclasses.field(metadata=dict(static=True), default=1)
 
     def matvec(self, q):
         """φ = M q (N,), eV/e, for charges q (N,) e (0 on masked atoms)."""
         q = jnp.where(self.mask, q, 0.0)
         n, g, seg = q.shape[0], self.n_graph, self.node_graph
-        phi = _segment(self.pair_kernel * q[self.pair_j], self.pair_i, n)
-        phi = phi + _segment(self.pair_kernel * q[self.pair_i], self.pair_j, n)
+        if self.real_dense is not None:
+            phi = self.real_dense @ q
+        else:
+            phi = _segment(self.pair_kernel * q[self.pair_j], self.pair_i, n)
+            phi = phi + _segment(self.pair_kernel * q[self.pair_i], self.pair_j, n)
         phi = phi + (self.k_weight * (self.cos @ q)) @ self.cos + (self.k_weight * (self.sin @ q)) @ self.sin
         qt = _segment(q, seg, g)[seg]
         phi = phi + self.diag * q + self.bg_a * qt + _segment(self.bg_b * q, seg, g)[seg]
@@ -182,8 +186,13 @@ def _kvector_terms(positions, cell, node_graph, mask, data):
     return jnp.where(same, jnp.cos(theta), 0.0), jnp.where(same, jnp.sin(theta), 0.0), w
 
 
-def flat_operator(positions, cell, sigmas, node_graph, node_mask, data: FlatData) -> FlatOperator:
+def flat_operator(positions, cell, sigmas, node_graph, node_mask, data: FlatData,
+                  dense_real: bool = False) -> FlatOperator:
     """Precompute M's geometry for a flat batch (differentiable in positions, cell, sigmas).
+
+    ``dense_real`` (static): also scatter the pair terms into an (N, N) matrix, so that each
+    mat-vec reads N² numbers instead of gathering and scattering over P pairs (faster when P is
+    much larger than N², e.g. Ewald real space, and the O(N²) memory is affordable).
 
     Args:
         positions: (N, 3) Å. cell: (G, 3, 3) Å (ignored for open structures).
@@ -213,7 +222,13 @@ def flat_operator(positions, cell, sigmas, node_graph, node_mask, data: FlatData
         self_energy=KE * jnp.where(mask, erf_over_r(zero, 4.0 * sig2), 0.0),
         bg_a=KE * c * (sig2 - eta * eta), bg_b=KE * c * sig2,
         slab_z=z, slab_zz=z * z + sig2[:, None], slab_c=slab_c, slab_h2=(h * h / 6.0)[node_graph],
-        node_graph=node_graph, mask=mask, n_graph=n_graph)
+        node_graph=node_graph, mask=mask, n_graph=n_graph,
+        real_dense=_pairs_dense(data.pair_i, data.pair_j, KE * kern, positions.shape[0]) if dense_real else None)
+
+
+def _pairs_dense(i, j, kern, n):
+    """(N, N) symmetric matrix of the half pair list's kernel (each pair in both orders)."""
+    return jnp.zeros((n, n), kern.dtype).at[i, j].add(kern).at[j, i].add(kern)
 
 
 def flat_energy(positions, cell, sigmas, q, node_graph, node_mask, data: FlatData):
@@ -224,8 +239,7 @@ def flat_energy(positions, cell, sigmas, q, node_graph, node_mask, data: FlatDat
 def flat_matrix(op: FlatOperator):
     """Dense (N, N) M of a flat batch, eV/e² (block-diagonal: zero across structures)."""
     n = op.mask.shape[0]
-    m = jnp.zeros((n, n), op.diag.dtype)
-    m = m.at[op.pair_i, op.pair_j].add(op.pair_kernel).at[op.pair_j, op.pair_i].add(op.pair_kernel)
+    m = op.real_dense if op.real_dense is not None else _pairs_dense(op.pair_i, op.pair_j, op.pair_kernel, n)
     m = m + (op.cos.T * op.k_weight) @ op.cos + (op.sin.T * op.k_weight) @ op.sin
     same = (op.node_graph[:, None] == op.node_graph[None, :]) & op.mask[:, None] & op.mask[None, :]
     m = m + jnp.diag(op.diag)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ..graph import LongRangeSpec
 from ..nn import NequIPConfig
+from ..runtime import Runtime
 from .config import LRConfig
 from .heads import sigma_bound
 from .lr import lr_params, lr_terms
@@ -23,12 +24,12 @@ def is_long_range(config) -> bool:
     return isinstance(config, LRConfig) and config.long_range
 
 
-def long_range_spec(config) -> LongRangeSpec | None:
+def long_range_spec(config, runtime: Runtime = Runtime()) -> LongRangeSpec | None:
     """What graphs for this model need beyond the short-range edges (None: nothing)."""
     if not is_long_range(config):
         return None
     gamma = tuple(2.0 ** 0.5 * s for s in sigma_bound(config))
-    return LongRangeSpec(gamma_max=gamma, accuracy=config.ewald_accuracy)
+    return LongRangeSpec(gamma_max=gamma, accuracy=config.ewald_accuracy, eta_factor=runtime.ewald_eta_factor)
 
 
 def init_params(config, seed: int, dtype):

@@ -62,7 +62,8 @@ def lr_terms(config: LRConfig, params, graph, vec, positions, cell, runtime: Run
     chi = jnp.where(mask, heads.chi_head(config, params["chi"], feats, species), 0.0)
     hard = heads.hardness(config, params["qeq"], species)
     sig = heads.sigmas(config, params["qeq"], species, dt)
-    op = flat_operator(positions, cell, sig, seg, mask, graph.long_range)
+    op = flat_operator(positions, cell, sig, seg, mask, graph.long_range,
+                       dense_real=mask.shape[0] <= runtime.dense_pairs_max_atoms)
     res = qeq.solve(op, chi, hard, graph.total_charge, solver=runtime.qeq_method(mask.shape[0]),
                     tol=config.qeq_tol, max_iter=runtime.qeq_max_iter, guess=guess)
     q = res.charges

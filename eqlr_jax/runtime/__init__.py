@@ -55,20 +55,34 @@ class Runtime:
             (default: dense up to ``qeq_dense_max_atoms`` atom slots, CG above).
         qeq_dense_max_atoms: the ``"auto"`` threshold (atom slots of the padded batch).
         qeq_max_iter: CG iteration limit; a solve that reaches it is reported as not converged.
+        dense_pairs_max_atoms: up to this many atom slots, the Coulomb operator of the
+            long-range model holds its pair terms as an (N, N) matrix (one dense mat-vec per
+            CG step instead of a gather and scatter over all real-space Ewald pairs, which
+            outnumber N² / 2 in dense periodic systems); above it, the pair list.
+        ewald_eta_factor: c in the Ewald splitting width η = max(c (V²/N)^{1/6}, √2 σ_max) of
+            the long-range model's periodic structures (the textbook balance of real and
+            reciprocal work is c = 1/√(2π) ≈ 0.40; QEq's many mat-vecs favour a smaller η:
+            fewer real-space pairs to find and evaluate, more k-vectors, whose mat-vecs are
+            dense; ``benchmarks/README.md``). The result does not depend on it beyond the
+            Ewald accuracy.
     """
 
     edge_block: int | str | None = "auto"
     scatter_columns: int | str | None = "auto"
     qeq_solver: str = "auto"
-    qeq_dense_max_atoms: int = 512
+    qeq_dense_max_atoms: int = 256
     qeq_max_iter: int = 500
+    dense_pairs_max_atoms: int = 4096
+    ewald_eta_factor: float = 0.28
 
     def __post_init__(self):
         _check_size_option("edge_block", self.edge_block)
         _check_size_option("scatter_columns", self.scatter_columns)
+        if not (isinstance(self.ewald_eta_factor, (int, float)) and self.ewald_eta_factor > 0):
+            raise ValueError(f"ewald_eta_factor must be a positive number, got {self.ewald_eta_factor!r}")
         if self.qeq_solver not in ("auto", "dense", "cg"):
             raise ValueError(f"qeq_solver must be 'auto', 'dense' or 'cg', got {self.qeq_solver!r}")
-        for name in ("qeq_dense_max_atoms", "qeq_max_iter"):
+        for name in ("qeq_dense_max_atoms", "qeq_max_iter", "dense_pairs_max_atoms"):
             v = getattr(self, name)
             if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
                 raise ValueError(f"{name} must be an int >= 1, got {v!r}")
