@@ -37,3 +37,19 @@ def test_bench_sr_and_growth_run():
     assert row["natoms"] == 64 and row["model_ms"] > 0 and row["compile_s"] > 0
     (growth,) = _run("bench_growth.py", "--sizes", "64", "216", "--pairs", "2")
     assert growth["growth"] > 0
+
+
+def test_bench_lr_qeq_rows_run_and_solvers_agree_on_iterations():
+    rows = _run("bench_lr.py", "--rows", "qeq", "--sizes", "64", "--iters", "1")
+    by_solver = {r["solver"]: r for r in rows}
+    assert set(by_solver) == {"dense", "cg"}
+    assert by_solver["dense"]["iterations"] == 0 < by_solver["cg"]["iterations"] < 100
+    assert all(r["residual_eV_per_e"] < 1e-3 and r["kvectors"] > 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_bench_lr_ratio_and_profile_run():
+    rows = _run("bench_lr.py", "--rows", "ratio", "--natoms", "64", "--rounds", "1", "--iters", "1")
+    assert {r["variant"] for r in rows} == {"sr_r5_4", "lr_r5_2+2", "lr_r3_2+2"}
+    (prof,) = _run("bench_lr.py", "--rows", "profile", "--natoms", "64", "--iters", "1")
+    assert prof["lr_energy_forces_ms"] > 0

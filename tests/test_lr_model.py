@@ -335,3 +335,48 @@ def test_batch_total_charges_must_match_the_structures(lr64):
         lr64(bad)
     with pytest.raises(ValueError, match="one total charge"):
         lr64(dataclasses.replace(g, total_charge=g.total_charge[:2]))
+
+
+@pytest.mark.parametrize("variant", [dict(chi_head="bounded", chi_reference=(0.93, 3.16, 0.82)),
+                                     dict(energy="qeq"), dict(stage2_input="stage1"), dict(learn_sigma=True)],
+                         ids=["bounded-chi", "qeq-energy", "stage2-from-stage1", "learned-sigma"])
+def test_model_variants(variant):
+    """Each option runs, keeps forces exact (finite differences) and does what it says."""
+    cfg = dataclasses.replace(CFG, **variant)
+    pot = Potential.init(cfg, seed=3, dtype=np.float64)
+    s = molecule(5, n=5, q=-1.0)
+    g, _ = pot.graph(s, dtype=np.float64)
+    out = pot(g)
+    e = energy_fn(pot, g)
+    fd = fd_grad(lambda p: e(jnp.asarray(p), g.cell), np.asarray(g.positions))
+    np.testing.assert_allclose(np.asarray(out["forces"][:5]), -fd[:5], atol=1e-6 * np.abs(fd).max())
+    total = float(out["energy"][0])
+    if cfg.energy == "qeq":
+        assert abs(total - float(out["energy_short"][0] + out["energy_qeq"][0])) < 1e-10
+        assert abs(float(out["energy_qeq"][0] - out["energy_elec"][0])) > 1e-4
+    else:
+        assert abs(total - float(out["energy_short"][0] + out["energy_elec"][0])) < 1e-10
+    if cfg.chi_head == "bounded":
+        ref = np.asarray(cfg.chi_reference)[np.asarray(g.species[:5])]
+        chi = np.asarray(out["chi"][:5])
+        assert np.all(np.abs(chi / ref - 1.0) <= cfg.chi_bound + 1e-12)
+    if cfg.learn_sigma:  # the widths are parameters: the energy depends on them
+        de = jax.grad(lambda p: jnp.sum(node_energies(cfg, p, g)))(pot.params)["qeq"]["sigma"]
+        assert np.abs(np.asarray(de)).max() > 1e-4
+    if cfg.stage2_input == "stage1":
+        assert cfg.stage2().n_node_inputs == cfg.charge_basis + 1 + cfg.num_features
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="chi_head"):
+        LRConfig(species=("H",), chi_head="linear")
+    with pytest.raises(ValueError, match="hardness_init"):
+        LRConfig(species=("H", "C"), hardness_init=(1.0, -1.0))
+    with pytest.raises(ValueError, match="Pauling"):
+        LRConfig(species=("He",), chi_head="bounded")
+    with pytest.raises(ValueError, match="charge_range"):
+        LRConfig(species=("H",), charge_range=(1.0, -1.0))
+    with pytest.raises(ValueError, match="unknown LRConfig fields"):
+        LRConfig.from_dict(dict(LRConfig(species=("H",)).to_dict(), r_maks=3.0))
+    cfg = LRConfig(species=("H", "O"), sigmas=(0.3, 0.6))
+    assert LRConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg

@@ -78,3 +78,16 @@ def test_auto_scatter_columns_chunk_on_gpus_only():
     assert resolve(None, backend="gpu") is None
     assert resolve(7, backend="cpu") == 7
     assert resolve("auto") == (tuning.GPU_SCATTER_COLUMNS if jax.default_backend() == "gpu" else None)
+
+
+@pytest.mark.parametrize("kw", [dict(qeq_solver="lu"), dict(qeq_max_iter=0), dict(qeq_dense_max_atoms=True),
+                                dict(dense_pairs_max_atoms=-1), dict(ewald_eta_factor=0.0)])
+def test_runtime_rejects_bad_long_range_options(kw):
+    with pytest.raises(ValueError):
+        eqlr_jax.Runtime(**kw)
+
+
+def test_qeq_method_auto_switches_at_the_threshold():
+    rt = eqlr_jax.Runtime(qeq_dense_max_atoms=100)
+    assert rt.qeq_method(100) == "dense" and rt.qeq_method(101) == "cg"
+    assert eqlr_jax.Runtime(qeq_solver="cg").qeq_method(8) == "cg"
