@@ -7,7 +7,9 @@ lines on stdout):
 * ``--rows ratio``: energy+forces of the LR model (2 + 2 interaction layers, r_max 5 Å), of
   the LR model at r_max 3 Å, and of the SR model (4 layers, r_max 5 Å, the same code with the
   long range off), compiled ahead of time and timed in alternating rounds in one process;
-  ratios of the medians. ``kind = "lr_ratio"``.
+  ratios of the medians; ``--eta-factors`` adds LR rows with other Ewald splitting widths.
+  ``host_graph_ms``: building the graph on the host (neighbour lists, long-range pairs and
+  k-vectors), not part of ``model_ms``. ``kind = "lr_ratio"``.
 * ``--rows qeq``: the QEq solve alone (operator + solve, forward) with the dense and the CG
   solver, at several sizes, with CG iteration counts at the model's tolerance.
   ``kind = "qeq"``.
@@ -51,9 +53,9 @@ def compiled_call(config, atoms, dtype="float32", runtime=None):
 
     runtime = runtime or eqlr_jax.Runtime()
     pot = dataclasses.replace(eqlr_jax.Potential.init(config, seed=0), runtime=runtime)
-    t0 = time.perf_counter()
-    graph, _ = pot.graph(eqlr_jax.Structure.from_ase(atoms), dtype=jnp.dtype(dtype))
-    host_ms = 1e3 * (time.perf_counter() - t0)
+    structure = eqlr_jax.Structure.from_ase(atoms)
+    host_ms = median_ms(lambda: pot.graph(structure, dtype=jnp.dtype(dtype)), 1, 3)[0]
+    graph, _ = pot.graph(structure, dtype=jnp.dtype(dtype))
     params = potential._cast_params(pot.params, jnp.dtype(dtype))
     t0 = time.perf_counter()
     call = jax.jit(lambda q, g: potential.predict.__wrapped__(config, q, g, compute_stress=False, runtime=runtime))
