@@ -1,5 +1,4 @@
-"""Command line: ``eqlr-jax demo`` (build, save, reload and use a model through ASE) and
-``eqlr-jax info MODEL`` (describe a model file). Later issues add ``train``, ``evaluate``, ``md``."""
+"""Command line of eqlr_jax: ``demo``, ``train``, ``evaluate``, ``info``."""
 from __future__ import annotations
 
 import argparse
@@ -54,6 +53,45 @@ def _info(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from .train import load_config, train
+
+    cfg = load_config(args.config, args.overrides)
+    if cfg.run.dtype == "float64":  # the command line is an application: it may turn float64 on
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    run = train(cfg)
+    last = run.metrics[-1] if run.metrics else {}
+    summary = {k: round(v, 4) for k, v in last.items() if k.startswith("valid_") and isinstance(v, float)}
+    print(f"done: {len(run.metrics)} epochs, best model {run.out_dir}/best.eqlr, last validation {summary}, "
+          f"compiles {run.compiles}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    import eqlr_jax
+
+    from .train.data import Keys
+    from .train.evaluate import evaluate
+
+    if args.dtype == "float64":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    pot = eqlr_jax.load(args.model)
+    keys = Keys(energy=args.energy_key, forces=args.forces_key, stress=args.stress_key, charges=args.charges_key,
+                dipole=args.dipole_key, total_charge=args.total_charge_key)
+    result = evaluate(pot, args.data, keys, out_dir=args.out, batch_size=args.batch_size, dtype=args.dtype)
+    for k, m in result.items():
+        print(f"{k:8s} RMSE {m['rmse']:10.4f}  MAE {m['mae']:10.4f}  {m['unit']}  (n = {m['n']})")
+    print(f"parity plots: {args.out}/parity.png")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=1)
+    return 0
+
+
 def _setup_cache(args) -> None:
     """Turn the compilation cache on as the options say. An unusable directory given with
     --compile-cache is an error; an unusable default directory only a warning."""
@@ -95,6 +133,26 @@ def main(argv=None) -> int:
     d.add_argument("--verbose", action="store_true")
     _cache_options(d)
     d.set_defaults(func=_demo)
+    from .train.config import help_text
+
+    t = sub.add_parser("train", help="train a model from a YAML config", epilog=help_text(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Train a model: eqlr-jax train config.yaml [section.key=value ...]. "
+                                   "Unknown keys are an error.")
+    t.add_argument("config", help="YAML file with sections data, model, loss, optim, run")
+    t.add_argument("overrides", nargs="*", help="section.key=value, e.g. optim.lr=1e-3 run.epochs=20")
+    t.set_defaults(func=_train)
+    e = sub.add_parser("evaluate", help="RMSE/MAE of a model on a dataset, and parity plots")
+    e.add_argument("model", help="model file (eqlr_jax.save)")
+    e.add_argument("data", help="extended XYZ or ASE database with reference values")
+    e.add_argument("--out", default=".", help="directory for parity.png")
+    e.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    e.add_argument("--batch-size", type=int, default=16)
+    e.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    for name, default in (("energy", "energy"), ("forces", "forces"), ("stress", "stress"), ("charges", "charges"),
+                          ("dipole", "dipole"), ("total-charge", "total_charge")):
+        e.add_argument(f"--{name}-key", default=default, help=f"key of the {name.replace('-', ' ')} in the file")
+    e.set_defaults(func=_evaluate)
     i = sub.add_parser("info", help="describe a model file")
     i.add_argument("model")
     i.set_defaults(func=_info)

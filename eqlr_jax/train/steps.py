@@ -1,0 +1,67 @@
+"""The jitted training and evaluation steps: loss, gradients, optax update, parameter EMA."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ..potential import predict
+from ..runtime import Runtime
+from .loss import LossWeights, loss_terms, total_loss
+
+__all__ = ["TrainState", "make_optimizer", "Steps"]
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class TrainState:
+    """Everything that changes during training (a pytree: checkpointed with orbax)."""
+
+    params: Any
+    ema: Any
+    opt_state: Any
+    step: jax.Array
+
+
+def make_optimizer(optimizer: str, clip_norm: float | None):
+    """The gradient transformation before the learning rate: clipping, then Adam or AMSGrad
+    (the learning rate is applied by the step, so warm-up and plateau drops live on the host)."""
+    scale = optax.scale_by_amsgrad() if optimizer == "amsgrad" else optax.scale_by_adam()
+    return optax.chain(optax.clip_by_global_norm(clip_norm), scale) if clip_norm else scale
+
+
+class Steps:
+    """Compiled steps for one model config, loss and optimizer; counts its compiles."""
+
+    def __init__(self, config, weights: LossWeights, tx, ema_decay: float, runtime: Runtime = Runtime()):
+        self.config, self.weights, self.tx, self.ema_decay, self.runtime = config, weights, tx, ema_decay, runtime
+        self.compiles = {"train": 0, "eval": 0}
+        self.stress = weights.stress > 0
+        self.train = jax.jit(self._train, donate_argnums=(0,))
+        self.eval = jax.jit(self._eval)
+
+    def init_state(self, params) -> TrainState:
+        ema = jax.tree_util.tree_map(jnp.array, params)  # its own buffers: the step donates the state
+        return TrainState(params=params, ema=ema, opt_state=self.tx.init(params), step=jnp.zeros((), jnp.int32))
+
+    def _loss(self, params, graph, targets):
+        out = predict(self.config, params, graph, compute_stress=self.stress, runtime=self.runtime)
+        terms = loss_terms(out, targets, self.weights)
+        return total_loss(terms, self.weights), terms
+
+    def _train(self, state: TrainState, graph, targets, lr):
+        self.compiles["train"] += 1
+        (loss, terms), grads = jax.value_and_grad(self._loss, has_aux=True)(state.params, graph, targets)
+        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+        params = jax.tree_util.tree_map(lambda p, u: p - lr * u.astype(p.dtype), state.params, updates)
+        d = self.ema_decay
+        ema = jax.tree_util.tree_map(lambda e, p: d * e + (1.0 - d) * p, state.ema, params) if d > 0 else params
+        return TrainState(params, ema, opt_state, state.step + 1), loss, terms
+
+    def _eval(self, params, graph, targets):
+        self.compiles["eval"] += 1
+        loss, terms = self._loss(params, graph, targets)
+        return loss, terms

@@ -1,0 +1,308 @@
+"""The training loop: data, model from data statistics, epochs with validation, learning-rate
+schedule, early stopping, orbax checkpoints (resumable), metrics, plots and model export.
+
+Layout of a run directory::
+
+    config.json     the full configuration          split.json   frame indices of each split
+    metrics.jsonl   one line per epoch              checkpoints/ orbax, the last few epochs
+    best.eqlr       the EMA parameters of the best validation epoch (eqlr_jax.save)
+    final.eqlr      those of the last epoch          learning_curve.png
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..graph import species_indices
+from ..io import save
+from ..models import LRConfig, init_params, long_range_spec
+from ..potential import Potential
+from .batches import BatchMaker
+from .config import TrainConfig
+from .data import Keys, average_neighbors, force_rms, load_frames, reference_energies, split_indices
+from .steps import Steps, make_optimizer
+
+__all__ = ["RunExistsError", "prepare", "train", "Run"]
+
+
+class RunExistsError(FileExistsError):
+    """The output directory already holds a run (pass run.resume=true or run.overwrite=true)."""
+
+
+@dataclasses.dataclass
+class Run:
+    """What :func:`train` returns: the trained potential (EMA parameters of the best epoch),
+    the per-epoch metrics, the splits, and the compile counts."""
+
+    potential: Potential
+    metrics: list
+    splits: dict
+    compiles: dict
+    out_dir: str
+
+
+def _keys(cfg: TrainConfig) -> Keys:
+    d = cfg.data
+    return Keys(energy=d.energy_key, forces=d.forces_key, stress=d.stress_key, charges=d.charges_key,
+                dipole=d.dipole_key, total_charge=d.total_charge_key)
+
+
+def model_config(cfg: TrainConfig, train_frames) -> LRConfig:
+    """The LRConfig of the run: the config's model section, ``auto`` values from the data."""
+    md = cfg.model_dict()
+    kind = md.pop("kind", "lr")
+    species = md.pop("species", "auto")
+    if species == "auto":
+        species = tuple(sorted({int(z) for f in train_frames for z in f.structure.numbers}))
+    probe = LRConfig(species=species)
+    for f in train_frames:  # before any statistics: an unknown element is an error naming the frame
+        try:
+            species_indices(f.structure.numbers, probe.species)
+        except ValueError as e:
+            raise type(e)(f"{f.source}: {e}") from e
+    r_max = md.get("r_max", 5.0)
+    if md.get("avg_num_neighbors", "auto") == "auto":
+        md["avg_num_neighbors"] = round(average_neighbors(train_frames, r_max), 4)
+    if md.get("species_shift", "auto") == "auto":
+        md["species_shift"] = tuple(float(x) for x in reference_energies(train_frames, probe.species))
+    if md.get("species_scale", "auto") == "auto":
+        md["species_scale"] = round(force_rms(train_frames), 6)
+    return LRConfig(species=species, long_range=kind == "lr", **md)
+
+
+def prepare(cfg: TrainConfig):
+    """Frames and splits: ``(frames, splits)`` (``splits`` maps train/valid/test to indices)."""
+    require = ("energy",) + (("forces",) if cfg.loss.forces > 0 else ())
+    frames = load_frames(cfg.data.path, _keys(cfg), format=cfg.data.format, require=require)
+    if cfg.data.max_frames is not None:
+        frames = frames[:cfg.data.max_frames]
+    splits = split_indices(len(frames), cfg.data.valid_fraction, cfg.data.test_fraction, cfg.data.split_seed)
+    if cfg.data.n_train is not None:
+        splits["train"] = splits["train"][:cfg.data.n_train]
+    return frames, splits
+
+
+def _check_out_dir(cfg: TrainConfig) -> bool:
+    """True if the run resumes. Refuses to touch a directory that holds a run unless told."""
+    out = cfg.run.out_dir
+    has_run = os.path.exists(os.path.join(out, "config.json"))
+    if has_run and cfg.run.resume:
+        return True
+    if has_run and not cfg.run.overwrite:
+        raise RunExistsError(f"{out} already holds a run: pass run.resume=true to continue it or "
+                             "run.overwrite=true to replace it (nothing was changed)")
+    if has_run:
+        shutil.rmtree(out)
+    os.makedirs(out, exist_ok=True)
+    return False
+
+
+class _Schedule:
+    """Learning rate per step: linear warm-up, then constant, cosine, or drops on plateaus."""
+
+    def __init__(self, o, total_steps: int):
+        self.o, self.total = o, max(total_steps, 1)
+
+    def __call__(self, step: int, plateau_scale: float) -> float:
+        o = self.o
+        if o.warmup_steps and step < o.warmup_steps:
+            return o.lr * (step + 1) / o.warmup_steps
+        lr = o.lr
+        if o.schedule == "cosine":
+            t = min(1.0, (step - o.warmup_steps) / max(self.total - o.warmup_steps, 1))
+            lr = o.min_lr + 0.5 * (o.lr - o.min_lr) * (1.0 + math.cos(math.pi * t))
+        elif o.schedule == "plateau":
+            lr = max(o.lr * plateau_scale, o.min_lr)
+        return lr
+
+
+def _summaries(sums: dict) -> dict:
+    """RMSEs from accumulated (squared-error sum, count): meV/atom, meV/Å, meV/Å³, me, me·Å."""
+    out = {}
+    for k, (sq, n) in sums.items():
+        if n > 0:
+            out[f"{k}_rmse"] = 1000.0 * math.sqrt(sq / n)
+    return out
+
+
+def _evaluate(steps: Steps, params, maker: BatchMaker):
+    loss_sum, n_batches, sums = 0.0, 0, {}
+    for idx in maker.batches(np.arange(len(maker.frames))):
+        g, t = maker.make(idx)
+        loss, terms = steps.eval(params, g, t)
+        loss_sum += float(loss)
+        n_batches += 1
+        for k, (_, sq, n) in terms.items():
+            s = sums.setdefault(k, [0.0, 0.0])
+            s[0] += float(sq) * float(n)
+            s[1] += float(n)
+    return loss_sum / max(n_batches, 1), _summaries(sums)
+
+
+def _checkpointer(out_dir: str, keep: int):
+    import orbax.checkpoint as ocp
+
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False)
+    return ocp.CheckpointManager(os.path.abspath(os.path.join(out_dir, "checkpoints")), options=options)
+
+
+def _save_checkpoint(mngr, epoch: int, state, meta: dict):
+    import orbax.checkpoint as ocp
+
+    mngr.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+    mngr.wait_until_finished()
+
+
+def _restore_checkpoint(mngr, state):
+    import orbax.checkpoint as ocp
+
+    epoch = mngr.latest_step()
+    if epoch is None:
+        return None
+    try:
+        got = mngr.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(state),
+                                                          meta=ocp.args.JsonRestore()))
+    except Exception as e:  # orbax raises many types for damaged checkpoints
+        raise ValueError(f"checkpoint {epoch} in {mngr.directory} is unreadable (corrupt?): {e}") from e
+    return got["state"], got["meta"]
+
+
+def train(cfg: TrainConfig, log=print) -> Run:
+    """Train a model as ``cfg`` says (see :mod:`eqlr_jax.train.config`); returns a :class:`Run`."""
+    dtype = np.dtype(cfg.run.dtype)
+    if dtype == np.float64 and not jax.config.jax_enable_x64:
+        raise ValueError("run.dtype=float64 needs jax_enable_x64 (jax.config.update('jax_enable_x64', True))")
+    frames, splits = prepare(cfg)
+    resume = _check_out_dir(cfg)
+    out = cfg.run.out_dir
+    if resume:
+        with open(os.path.join(out, "split.json")) as fh:
+            splits = {k: np.asarray(v, int) for k, v in json.load(fh).items()}
+    train_frames = [frames[i] for i in splits["train"]]
+    valid_frames = [frames[i] for i in splits["valid"]] or train_frames
+    mconfig = model_config(cfg, train_frames)
+    if resume:
+        with open(os.path.join(out, "config.json")) as fh:
+            mconfig = LRConfig.from_dict(json.load(fh)["model_config"])
+    else:
+        with open(os.path.join(out, "config.json"), "w") as fh:
+            json.dump({"train_config": cfg.to_dict(), "model_config": mconfig.to_dict()}, fh, indent=1)
+        with open(os.path.join(out, "split.json"), "w") as fh:
+            json.dump({k: v.tolist() for k, v in splits.items()}, fh)
+    spec = long_range_spec(mconfig)
+    mk = lambda fr, bs, seed: BatchMaker(fr, mconfig.r_max, mconfig.species, spec, bs, dtype,  # noqa: E731
+                                         cfg.run.capacity_levels, seed)
+    train_maker, valid_maker = mk(train_frames, cfg.run.batch_size, 0), mk(valid_frames, cfg.run.batch_size, 1)
+    tx = make_optimizer(cfg.optim.optimizer, cfg.optim.clip_norm)
+    steps = Steps(mconfig, cfg.loss, tx, cfg.optim.ema_decay)
+    state = steps.init_state(init_params(mconfig, cfg.run.seed, dtype))
+    meta = {"epoch": 0, "best_valid": None, "bad_epochs": 0, "plateau_scale": 1.0, "plateau_bad": 0, "metrics": []}
+    mngr = _checkpointer(out, cfg.run.keep_checkpoints)
+    if resume:
+        restored = _restore_checkpoint(mngr, state)
+        if restored is not None:
+            state, meta = restored
+            log(f"resumed {out} at epoch {meta['epoch']}")
+    n_batches = len(train_maker.batches(splits["train"]))
+    schedule = _Schedule(cfg.optim, cfg.run.epochs * n_batches)
+    log(f"{len(train_frames)} train / {len(splits['valid'])} valid / {len(splits['test'])} test frames; "
+        f"{'LR' if mconfig.long_range else 'SR'} model, {sum(np.size(p) for p in jax.tree_util.tree_leaves(state.params)):,}"
+        f" parameters; {len(train_maker.plan)} batch capacities")
+    t_start = time.perf_counter()
+    bar = _progress(cfg, meta["epoch"])
+    best_params = None
+    for epoch in range(meta["epoch"], cfg.run.epochs):
+        order = np.random.default_rng([cfg.run.seed, epoch]).permutation(len(train_frames))
+        losses = []
+        for idx in train_maker.batches(order):
+            g, t = train_maker.make(idx)
+            lr = schedule(int(state.step), meta["plateau_scale"])
+            state, loss, _ = steps.train(state, g, t, jnp.asarray(lr, dtype))
+            losses.append(float(loss))
+            if not math.isfinite(losses[-1]):
+                raise FloatingPointError(f"training loss became {losses[-1]} at epoch {epoch}; lower optim.lr")
+        valid_loss, valid = _evaluate(steps, state.ema, valid_maker)
+        row = {"epoch": epoch + 1, "step": int(state.step), "lr": lr, "train_loss": float(np.mean(losses)),
+               "valid_loss": valid_loss, **{f"valid_{k}": v for k, v in valid.items()},
+               "time_s": round(time.perf_counter() - t_start, 2), "compiles": dict(steps.compiles)}
+        meta["metrics"].append(row)
+        with open(os.path.join(out, "metrics.jsonl"), "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        improved = meta["best_valid"] is None or valid_loss < meta["best_valid"]
+        if improved:
+            meta["best_valid"], meta["bad_epochs"], meta["plateau_bad"] = valid_loss, 0, 0
+            best_params = jax.tree_util.tree_map(np.array, state.ema)  # a copy: the step donates its state
+            save(os.path.join(out, "best.eqlr"), Potential(mconfig, best_params))
+        else:
+            meta["bad_epochs"] += 1
+            meta["plateau_bad"] += 1
+            if cfg.optim.schedule == "plateau" and meta["plateau_bad"] >= cfg.optim.plateau_patience:
+                meta["plateau_scale"] *= cfg.optim.plateau_factor
+                meta["plateau_bad"] = 0
+        meta["epoch"] = epoch + 1
+        if (epoch + 1) % cfg.run.checkpoint_every == 0 or epoch + 1 == cfg.run.epochs:
+            _save_checkpoint(mngr, epoch + 1, state, meta)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix({"loss": f"{row['train_loss']:.3g}",
+                             **{k.replace("valid_", "v_"): f"{v:.3g}" for k, v in row.items()
+                                if k.startswith("valid_") and k.endswith("rmse")}})
+        patience = cfg.run.early_stopping_patience
+        if patience is not None and meta["bad_epochs"] >= patience:
+            log(f"early stop at epoch {epoch + 1}: no validation improvement for {patience} epochs")
+            break
+        if cfg.run.max_minutes is not None and time.perf_counter() - t_start > 60.0 * cfg.run.max_minutes:
+            log(f"stopped after {cfg.run.max_minutes} minutes at epoch {epoch + 1}")
+            if (epoch + 1) % cfg.run.checkpoint_every:
+                _save_checkpoint(mngr, epoch + 1, state, meta)
+            break
+    if bar is not None:
+        bar.close()
+    save(os.path.join(out, "final.eqlr"), Potential(mconfig, jax.tree_util.tree_map(np.asarray, state.ema)))
+    _learning_curve(meta["metrics"], os.path.join(out, "learning_curve.png"))
+    if best_params is None:  # a resumed run that did not improve: the best model is on disk
+        from ..io import load
+
+        best = load(os.path.join(out, "best.eqlr"))
+    else:
+        best = Potential(mconfig, best_params)
+    return Run(best, meta["metrics"], splits, dict(steps.compiles), out)
+
+
+def _progress(cfg: TrainConfig, start: int):
+    if not cfg.run.progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=cfg.run.epochs, initial=start, desc="epochs", unit="epoch")
+
+
+def _learning_curve(metrics: list, path: str) -> None:
+    """Training loss and validation RMSEs against the epoch, log scale."""
+    if not metrics:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [m["epoch"] for m in metrics]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(epochs, [m["train_loss"] for m in metrics], label="train loss")
+    for key, unit in (("valid_energy_rmse", "meV/atom"), ("valid_forces_rmse", "meV/Å"), ("valid_charges_rmse", "me")):
+        if key in metrics[0]:
+            ax.plot(epochs, [m[key] for m in metrics], label=f"{key.replace('valid_', 'valid ').replace('_rmse', ' RMSE')} ({unit})")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
