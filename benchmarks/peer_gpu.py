@@ -41,8 +41,8 @@ def main():
     real_stdout, sys.stdout = sys.stdout, sys.stderr  # keep library chatter off stdout
     warnings.filterwarnings("ignore")
 
-    import torch
     import nequip
+    import torch
     from nequip.integrations.ase import NequIPCalculator
     from nequip.integrations.utils import basic_transforms
     from nequip.model import NequIPGNNModel
