@@ -3,7 +3,7 @@
 
 Times jitted energy+forces (the model on a pre-built padded graph) and, unless --skip-ase,
 the end-to-end ASE calculator (neighbour list + graph + model), on the same structures as
-``../shared/bench/peer_nequip.py``: rock-salt NaCl ``bulk('NaCl', a=5.64, cubic=True)``
+``benchmarks/peer_nequip.py``: rock-salt NaCl ``bulk('NaCl', a=5.64, cubic=True)``
 repeated k×k×k (k = round((N/8)^(1/3))), rattled 0.05 Å with seed 0; or the C10H2 chain.
 
 Hyperparameters match the peer: r_max 5 Å, 32 features per irrep with both parities

@@ -39,8 +39,10 @@ def main(argv=None):
     import numpy as np
 
     import eqlr_jax
-    from eqlr_jax.nn import nequip, tensor_product as tp
+    from eqlr_jax.nn import nequip
+    from eqlr_jax.nn import tensor_product as tp
     from eqlr_jax.runtime import tuning
+
     from bench_sr import build_atoms
 
     columns = tuning.resolve_scatter_columns("auto")  # the scatter chunks the network uses here

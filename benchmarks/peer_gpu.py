@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The PyTorch NequIP peer on a CUDA GPU: one configuration per run, one JSON line on stdout.
 
-``../shared/bench/peer_nequip.py`` times the peer on the CPU only (its device is fixed). This
+``benchmarks/peer_nequip.py`` times the peer on the CPU only (its device is fixed). This
 script builds the same model the same way (``nequip.model.NequIPGNNModel`` 0.19, seed 0, the
 hyperparameters of the race: r_max 5 Å, 32 features with both parities, 4 layers, 8 Bessel
 functions, p = 6, radial MLP 2 × 64), on the same structure (``bench_sr.build_atoms``: rattled
@@ -41,8 +41,8 @@ def main():
     real_stdout, sys.stdout = sys.stdout, sys.stderr  # keep library chatter off stdout
     warnings.filterwarnings("ignore")
 
-    import torch
     import nequip
+    import torch
     from nequip.integrations.ase import NequIPCalculator
     from nequip.integrations.utils import basic_transforms
     from nequip.model import NequIPGNNModel

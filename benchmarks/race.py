@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Speed race: eqlr_jax against the official PyTorch NequIP, side by side on this machine.
 
-Runs ``benchmarks/bench_sr.py`` (ours) and ``../shared/bench/peer_nequip.py`` (the peer, in its
+Runs ``benchmarks/bench_sr.py`` (ours) and ``benchmarks/peer_nequip.py`` (the peer, in its
 own virtual environment made by ``benchmarks/setup_peer.sh``) alternately, one fresh process
 per measurement, on the same structures and hyperparameters (rattled rock-salt NaCl, r_max 5 Å,
 32 features with both parities, 4 layers, float32 unless stated). Both processes are pinned to
@@ -23,7 +23,7 @@ per-pair growths) and float64 / float32 at 1000 atoms with ``sweep_edge_block.py
     python benchmarks/race.py                 # full matrix (about 20 minutes on 2 cores)
     python benchmarks/race.py --quick         # 1000 atoms, l_max 1, one and two threads
     python benchmarks/race.py --quick --rounds 5 --out-dir benchmarks/results/race-quick5
-    python benchmarks/race.py --tuned-malloc --out-dir benchmarks/results/race-tuned
+    python benchmarks/race.py --tuned-malloc --out-dir benchmarks/results/history/race-tuned
 
 ``--tuned-malloc`` runs *both* codes with ``GLIBC_TUNABLES`` = :data:`TUNED_MALLOC`
 (transparent huge pages for malloc, no mmap for large blocks, no trimming): on this VM,
@@ -39,8 +39,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-DEFAULT_PEER = os.path.normpath(os.path.join(ROOT, "..", "shared", "bench", "peer_nequip.py"))
+DEFAULT_PEER = os.path.join(HERE, "peer_nequip.py")
 
 # (natoms, lmax, threads, dtype, with_ase)
 FULL = [

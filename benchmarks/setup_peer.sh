@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the virtual environment of the PyTorch NequIP peer, as ../shared/bench/README-peer.md says:
+# Build the virtual environment of the PyTorch NequIP peer, as benchmarks/PEER.md says:
 # CPU torch 2.13.0 first, pinned, then nequip 0.19.1. Idempotent; prints the venv's python.
 # Usage: bash benchmarks/setup_peer.sh [VENV_DIR]   (default benchmarks/.peer-venv)
 set -euo pipefail

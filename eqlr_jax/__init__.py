@@ -14,13 +14,13 @@ from .runtime import xla as _xla
 _xla.apply()  # before JAX creates its backends; see eqlr_jax/runtime/xla.py
 
 from .errors import CapacityError  # noqa: E402
-from .runtime import Runtime, enable_compilation_cache  # noqa: E402
 from .graph import Capacity, Graph, build_graph  # noqa: E402
 from .io import load, save  # noqa: E402
 from .models import LRConfig  # noqa: E402
 from .nn import NequIPConfig  # noqa: E402
-from .qeq import QEqConvergenceError  # noqa: E402
 from .potential import Potential  # noqa: E402
+from .qeq import QEqConvergenceError  # noqa: E402
+from .runtime import Runtime, enable_compilation_cache  # noqa: E402
 from .structure import Structure  # noqa: E402
 
 

@@ -24,10 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .errors import CapacityError
 from .electrostatics.ewald_setup import ETA_FACTOR
 from .electrostatics.flat import FlatData
 from .electrostatics.flat_setup import assemble_flat_data, structure_parts
+from .errors import CapacityError
 from .neighbors import neighbor_list
 from .structure import Structure
 

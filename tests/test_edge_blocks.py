@@ -8,8 +8,8 @@ import pytest
 
 import eqlr_jax
 from eqlr_jax.graph import Capacity
-from eqlr_jax.nn.edge_blocks import RadialMLP, _silu, edge_messages, radial_mlp
 from eqlr_jax.nn.cm import swap_layout
+from eqlr_jax.nn.edge_blocks import RadialMLP, _silu, edge_messages, radial_mlp
 from eqlr_jax.nn.tensor_product import conv_messages
 
 from helpers import random_triclinic

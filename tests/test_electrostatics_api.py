@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from eqlr_jax import electrostatics as es
+
 from test_electrostatics_ewald import KE, brute_reciprocal_energy, random_cell
 
 

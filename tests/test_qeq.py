@@ -1,6 +1,5 @@
 """QEq against a NumPy bordered-solve oracle, dense against CG, flat batches, implicit derivatives
 against finite differences (float64)."""
-import math
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +8,7 @@ import pytest
 
 from eqlr_jax import electrostatics as es
 from eqlr_jax import qeq
+
 from helpers import fd_grad
 from test_electrostatics_flat import _batch, _open_brute, _reference_matrix, _systems
 

@@ -24,10 +24,8 @@ from ..errors import CapacityError
 from .api import coulomb_energy, coulomb_matrix, coulomb_potential
 from .constants import DEFAULT_ACCURACY, KE
 from .coulomb import open_energy, open_matrix, open_potential
-from .ewald import (EwaldOperator, ewald_energy, ewald_matrix, ewald_operator, ewald_overflow,
-                    ewald_potential)
-from .ewald_setup import (EwaldData, EwaldSetup, prepare_ewald, prepare_ewald_batch,
-                          stack_ewald_data)
+from .ewald import EwaldOperator, ewald_energy, ewald_matrix, ewald_operator, ewald_overflow, ewald_potential
+from .ewald_setup import EwaldData, EwaldSetup, prepare_ewald, prepare_ewald_batch, stack_ewald_data
 from .flat import FlatData, FlatOperator, flat_energy, flat_matrix, flat_operator
 from .flat_setup import StructureParts, assemble_flat_data, structure_parts
 from .pairs import PairList

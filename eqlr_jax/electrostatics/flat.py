@@ -133,7 +133,7 @@ class FlatOperator:
     def diagonal(self):
         """(N,) diagonal of M, eV/e² (self terms, periodic self-images, reciprocal, background and
         slab parts; the Jacobi preconditioner of QEq)."""
-        n, g = self.mask.shape[0], self.n_graph
+        n = self.mask.shape[0]
         self_image = jnp.where(self.pair_i == self.pair_j, 2.0 * self.pair_kernel, 0.0)
         d = self.diag + _segment(self_image, self.pair_i, n)
         d = d + self.k_weight @ (self.cos * self.cos + self.sin * self.sin)

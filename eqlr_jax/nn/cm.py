@@ -164,7 +164,7 @@ def _scalar_act(s: jax.Array, odd: list[bool]) -> jax.Array:
     block. It also keeps XLA:CPU away from a slow case: an elementwise kernel with an exp and a
     division over a contiguous (N, 32) array took 0.3-0.6 s to compile (LLVM fully unrolls
     the 32-wide loop, then vectorises the row loop), against about 20 ms for a wider one
-    (``benchmarks/compile_kernels.py --kernels 10``).
+    (``benchmarks/archive/compile_kernels.py --kernels 10``).
     """
     dtype = s.dtype
     a = jnp.asarray([2.0 if o else 1.0 for o in odd], dtype)

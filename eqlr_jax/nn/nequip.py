@@ -20,10 +20,10 @@ import jax
 import jax.numpy as jnp
 
 from ..runtime import Runtime, tuning
-from .config import NequIPConfig
-from .radial import bessel_basis, polynomial_envelope
-from .edge_blocks import RadialMLP, edge_messages
 from . import cm
+from .config import NequIPConfig
+from .edge_blocks import RadialMLP, edge_messages
+from .radial import bessel_basis, polynomial_envelope
 from .tensor_product import num_weights
 
 __all__ = ["NequIP", "hidden_irreps", "edge_features", "node_attributes", "scale_shift", "initial_scale_shift"]

@@ -4,7 +4,7 @@ The first call of a model compiles it, which takes seconds on a CPU. With the ca
 compiled program is also written to disk, and a new process with the same model, capacities,
 dtype, XLA flags and JAX version loads it instead; tracing and lowering are not cached, so the
 first call still takes a little time (figures: README.md, "Python API";
-``benchmarks/bench_compile_cache.py``). Results are unchanged.
+``benchmarks/archive/bench_compile_cache.py``). Results are unchanged.
 
 This sets JAX's global ``jax_compilation_cache_dir``, so the library never turns it on by
 itself: call :func:`enable_compilation_cache` in your script (the ``eqlr-jax`` command line does,

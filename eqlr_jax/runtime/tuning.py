@@ -25,7 +25,7 @@ MAX_AUTO_BLOCKS = 256
 
 # XLA:GPU's scatter-add with sorted indices is fast for narrow rows and very slow for wide ones
 # (l_max 2 messages are thousands of columns wide); a few scatters of a few hundred columns each
-# are much faster than one (benchmarks/gpu_scatter.py). On CPUs one scatter is faster.
+# are much faster than one (benchmarks/archive/gpu_scatter.py). On CPUs one scatter is faster.
 GPU_SCATTER_COLUMNS = 400
 
 

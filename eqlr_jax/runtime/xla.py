@@ -5,7 +5,7 @@ LLVM fully unrolls short constant-trip-count loops. XLA:CPU emits an elementwise
 LLVM unrolls the inner loop and then vectorises the row loop, which makes even small kernels
 slow to compile. Capping full unrolling at 8 iterations cuts the LLVM time of the model's call
 and leaves its run time unchanged (figures: README.md, "Performance against PyTorch NequIP (CPU)";
-``EQLR_JAX_XLA_TUNING=0 python benchmarks/compile_kernels.py`` measures it without the cap).
+``EQLR_JAX_XLA_TUNING=0 python benchmarks/archive/compile_kernels.py`` measures it without the cap).
 
 The option is passed through ``XLA_FLAGS`` (``--xla_backend_extra_options``), which XLA reads once,
 when JAX creates its backends: importing eqlr_jax before the first JAX computation applies it, and

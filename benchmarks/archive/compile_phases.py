@@ -9,14 +9,14 @@ first execution) and ``run`` (median of five later executions). ``first_call`` i
 first four, what ``bench_sr.py`` reports as ``compile_s``. One JSON line per process, then one with
 the medians::
 
-    python benchmarks/compile_phases.py --natoms 1000 --threads 1 --runs 5
+    python benchmarks/archive/compile_phases.py --natoms 1000 --threads 1 --runs 5
 """
 import json
 import os
 import statistics
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # benchmarks/, where bench_sr.py is
 sys.path.insert(0, HERE)
 from bench_sr import fresh_process_parser, python_json  # noqa: E402
 

@@ -9,13 +9,13 @@ stress call at 10,648 atoms, l_max 2 and 1, with the library's rule
 ``runtime.tuning.GPU_SCATTER_COLUMNS`` columns on GPUs) and without it
 (``Runtime(scatter_columns=None)``, one scatter). One JSON line per measurement::
 
-    python benchmarks/gpu_scatter.py > benchmarks/results/gpu/scatter.jsonl
+    python benchmarks/archive/gpu_scatter.py > benchmarks/results/gpu/scatter.jsonl
 """
 import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/: bench_sr
 
 
 def call_ms(f, *args, n=10):

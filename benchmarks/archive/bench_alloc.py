@@ -6,9 +6,9 @@ layer's tensor-product messages at 1000 NaCl atoms) writing a new output buffer,
 product writing into a donated (reused) buffer, and a reduction that writes almost nothing.
 Run it with and without the malloc tunables to see the page-fault cost:
 
-    python benchmarks/bench_alloc.py
+    python benchmarks/archive/bench_alloc.py
     GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=100000000000 \\
-        python benchmarks/bench_alloc.py
+        python benchmarks/archive/bench_alloc.py
 """
 import json
 import os

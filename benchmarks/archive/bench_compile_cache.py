@@ -6,14 +6,14 @@ pointed at a new temporary directory; the first compiles and writes the program,
 load it. Each process times its first energy + forces + stress call through ``Potential``
 (trace, lower, compile or load, run) on rattled NaCl. One JSON line::
 
-    python benchmarks/bench_compile_cache.py --natoms 1000 --threads 1
+    python benchmarks/archive/bench_compile_cache.py --natoms 1000 --threads 1
 """
 import json
 import os
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # benchmarks/, where bench_sr.py is
 sys.path.insert(0, HERE)
 from bench_sr import fresh_process_parser, python_json  # noqa: E402
 

@@ -8,7 +8,7 @@ process with ``TF_CPP_VMODULE=fusion_compiler=1,ir_compiler=1,cpu_compiler=1``, 
 per-module times from its log, and attributes each kernel to a part of the network through the
 ``op_name`` metadata of the optimised HLO (``layer_N`` merged into ``L``)::
 
-    python benchmarks/compile_kernels.py --natoms 1000 --lmax 1 --threads 1 --depth 3
+    python benchmarks/archive/compile_kernels.py --natoms 1000 --lmax 1 --threads 1 --depth 3
 """
 import argparse
 import collections
@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # benchmarks/, where bench_sr.py is
 sys.path.insert(0, HERE)
 
 CHILD = """
