@@ -11,14 +11,13 @@ import ase
 import ase.io
 import numpy as np
 import pytest
+import train_fixtures as tf
 
 import eqlr_jax
 from eqlr_jax.train import DatasetError, Keys, RunExistsError, load_config, load_frames, reference_energies, train
 from eqlr_jax.train.config import ConfigError
 from eqlr_jax.train.data import split_indices
 from eqlr_jax.train.evaluate import metrics, predictions
-
-import train_fixtures as tf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL_MODEL = ["model.r_max=4.0", "model.num_features=4", "model.num_layers=1", "model.num_layers_charge=1",
@@ -228,8 +227,9 @@ def test_cli_train_and_evaluate(tmp_path, dataset):
     assert json.loads((tmp_path / "m.json").read_text())["energy"]["unit"] == "meV/atom"
     helptext = subprocess.run([sys.executable, "-m", "eqlr_jax.cli", "train", "--help"], cwd=ROOT,
                               capture_output=True, text=True, env=env).stdout
-    from eqlr_jax.train.config import DataSection, OptimSection, RunSection
     import dataclasses
+
+    from eqlr_jax.train.config import DataSection, OptimSection, RunSection
 
     for cls in (DataSection, OptimSection, RunSection):
         for f in dataclasses.fields(cls):
