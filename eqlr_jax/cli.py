@@ -4,44 +4,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 
 def _demo(args) -> int:
-    import ase.build
-    import numpy as np
-    from ase.optimize import BFGS
-
     import eqlr_jax
 
-    print(f"eqlr_jax {eqlr_jax.__version__}: short-range NequIP demo (random weights, not a trained model)")
-    _setup_cache(args)
-    config = eqlr_jax.NequIPConfig(species=("Na", "Cl"), r_max=args.r_max, l_max=args.l_max,
-                                   num_features=args.features, num_layers=args.layers)
-    pot = eqlr_jax.Potential.init(config, seed=args.seed)
-    print(f"model: l_max={config.l_max}, {config.num_features} features, {config.num_layers} layers, "
-          f"r_max={config.r_max} Å, {pot.num_params():,} parameters")
-    eqlr_jax.save(args.model, pot)
-    pot = eqlr_jax.load(args.model)
-    print(f"saved and reloaded {args.model}")
+    from .demo import run_demo
 
-    atoms = ase.build.bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat(args.repeat)
-    atoms.rattle(stdev=0.05, seed=args.seed)
-    atoms.calc = pot.calculator()
-    t0 = time.perf_counter()
-    e0 = atoms.get_potential_energy()
-    t_first = time.perf_counter() - t0
-    f0 = np.abs(atoms.get_forces()).max()
-    print(f"{len(atoms)} atoms (rattled rock-salt NaCl): E = {e0:.6f} eV, max|F| = {f0:.4f} eV/Å, "
-          f"stress = {np.round(atoms.get_stress(), 6).tolist()} eV/Å^3  (first call incl. compile "
-          f"{t_first:.1f} s)")
-    t0 = time.perf_counter()
-    opt = BFGS(atoms, logfile="-" if args.verbose else None)
-    converged = opt.run(fmax=args.fmax, steps=args.steps)
-    dt = time.perf_counter() - t0
-    print(f"BFGS relaxation: {opt.get_number_of_steps()} steps in {dt:.1f} s, converged={converged}, "
-          f"E = {atoms.get_potential_energy():.6f} eV, max|F| = {np.abs(atoms.get_forces()).max():.4f} eV/Å, "
-          f"compiles = {atoms.calc.n_compiles}")
+    print(f"eqlr_jax {eqlr_jax.__version__}: short-range against long-range NequIP on the bundled carbon chains "
+          "(GFN2-xTB, neutral C10H2 and protonated C10H3+)")
+    _setup_cache(args)
+    run_demo(args.out, minutes=args.minutes, features=args.features, seed=args.seed, extra=args.overrides)
     return 0
 
 
@@ -120,17 +93,12 @@ def _cache_options(parser) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="eqlr-jax", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="build a small model, save/reload it, and relax NaCl through ASE")
-    d.add_argument("--model", default="demo-model.eqlr", help="where to write the model file")
-    d.add_argument("--repeat", type=int, default=2, help="NaCl conventional cell repeats (8 * n^3 atoms)")
-    d.add_argument("--l-max", type=int, default=1)
-    d.add_argument("--features", type=int, default=16)
-    d.add_argument("--layers", type=int, default=2)
-    d.add_argument("--r-max", type=float, default=5.0)
-    d.add_argument("--fmax", type=float, default=0.01, help="force convergence, eV/Å")
-    d.add_argument("--steps", type=int, default=50)
+    d = sub.add_parser("demo", help="train SR and LR models on the bundled carbon chains and compare them")
+    d.add_argument("--out", default="demo-run", help="output directory (models, metrics, plots)")
+    d.add_argument("--minutes", type=float, default=2.5, help="training time of each model")
+    d.add_argument("--features", type=int, default=16, help="features per irrep of both models")
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--verbose", action="store_true")
+    d.add_argument("overrides", nargs="*", help="training config overrides for both models (section.key=value)")
     _cache_options(d)
     d.set_defaults(func=_demo)
     from .train.config import help_text

@@ -139,17 +139,23 @@ def test_calculator_float64_needs_x64(pot64):
             eqlr_jax.Calculator(pot64, dtype="float64")
 
 
-def test_cli_demo_runs(tmp_path):
+DEMO_FAST = ["--features", "4", "--minutes", "0.05", "run.epochs=2", "data.max_frames=40", "run.progress=false"]
+
+
+def test_cli_demo_trains_and_compares(tmp_path, capsys):
     from eqlr_jax.cli import main
 
-    assert main(["demo", "--model", str(tmp_path / "d.eqlr"), "--repeat", "1", "--features", "4",
-                 "--layers", "1", "--steps", "3", "--no-compile-cache"]) == 0
-    assert (tmp_path / "d.eqlr").exists()
-    assert main(["info", str(tmp_path / "d.eqlr")]) == 0
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--no-compile-cache", *DEMO_FAST]) == 0
+    text = capsys.readouterr().out
+    assert "test errors" in text and "forces" in text and "charges" in text
+    for name in ("parity_sr.png", "parity_lr.png", "charges_along_chain.png", "sr/best.eqlr", "lr/best.eqlr"):
+        assert (out / name).exists(), name
+    assert main(["info", str(out / "lr" / "best.eqlr")]) == 0
     assert main(["info", str(tmp_path / "missing.eqlr")]) == 2
     blocker = tmp_path / "file"
     blocker.write_text("")
-    assert main(["demo", "--model", str(tmp_path / "e.eqlr"), "--compile-cache", str(blocker / "c")]) == 2
+    assert main(["demo", "--out", str(out), "--compile-cache", str(blocker / "c"), *DEMO_FAST]) == 2
 
 
 def test_cli_demo_runs_without_a_usable_default_cache(tmp_path, monkeypatch, capsys):
@@ -158,6 +164,5 @@ def test_cli_demo_runs_without_a_usable_default_cache(tmp_path, monkeypatch, cap
     blocker = tmp_path / "file"
     blocker.write_text("")
     monkeypatch.setenv("EQLR_JAX_CACHE_DIR", str(blocker / "c"))
-    assert main(["demo", "--model", str(tmp_path / "d.eqlr"), "--repeat", "1", "--features", "4",
-                 "--layers", "1", "--steps", "1"]) == 0
+    assert main(["demo", "--out", str(tmp_path / "demo"), *DEMO_FAST]) == 0
     assert "without a compilation cache" in capsys.readouterr().err

@@ -234,3 +234,23 @@ def test_cli_train_and_evaluate(tmp_path, dataset):
     for cls in (DataSection, OptimSection, RunSection):
         for f in dataclasses.fields(cls):
             assert f"    {f.name} = " in helptext, f.name
+
+
+def test_sample_configs_are_valid():
+    import glob
+
+    paths = sorted(glob.glob(os.path.join(ROOT, "experiments", "configs", "*.yaml")))
+    assert len(paths) >= 6
+    for p in paths:
+        cfg = load_config(p)
+        assert cfg.data.path and cfg.run.out_dir.startswith("runs/")
+
+
+def test_several_dataset_files(tmp_path):
+    a = tf.write(tmp_path / "a.xyz", tf.molecules(5, seed=1))
+    b = tf.write(tmp_path / "b.xyz", tf.molecules(7, seed=2))
+    from eqlr_jax.train.trainer import prepare
+
+    frames, splits = prepare(load_config(None, [f"data.path=[{a}, {b}]", "data.valid_fraction=0.25"]))
+    assert len(frames) == 12 and frames[5].source.endswith("b.xyz:0")
+    assert sum(len(v) for v in splits.values()) == 12

@@ -26,7 +26,7 @@ def _f(default, help: str):
 
 @dataclasses.dataclass(frozen=True)
 class DataSection:
-    path: str = _f("", "dataset file: extended XYZ (also .xyz.gz) or ASE database")
+    path: str | tuple = _f("", "dataset file (extended XYZ, also .xyz.gz, or ASE database), or a list of files")
     format: str | None = _f(None, "ase.io format (default: from the file name)")
     energy_key: str | None = _f("energy", "key of the energy (eV): ASE results, then info, then arrays")
     forces_key: str | None = _f("forces", "key of the forces (eV/Å); SPICE: force")
@@ -119,6 +119,8 @@ def _typed(cls, name, value, where):
         return value
     if base == "str" and isinstance(value, str):
         return value
+    if "tuple" in ann and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
     raise ConfigError(f"{where}: {name} must be {ann}, got {value!r}")
 
 

@@ -81,7 +81,8 @@ def model_config(cfg: TrainConfig, train_frames) -> LRConfig:
 def prepare(cfg: TrainConfig):
     """Frames and splits: ``(frames, splits)`` (``splits`` maps train/valid/test to indices)."""
     require = ("energy",) + (("forces",) if cfg.loss.forces > 0 else ())
-    frames = load_frames(cfg.data.path, _keys(cfg), format=cfg.data.format, require=require)
+    paths = [cfg.data.path] if isinstance(cfg.data.path, str) else list(cfg.data.path)
+    frames = [f for p in paths for f in load_frames(p, _keys(cfg), format=cfg.data.format, require=require)]
     if cfg.data.max_frames is not None:
         frames = frames[:cfg.data.max_frames]
     splits = split_indices(len(frames), cfg.data.valid_fraction, cfg.data.test_fraction, cfg.data.split_seed)
@@ -282,7 +283,9 @@ def _progress(cfg: TrainConfig, start: int):
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=cfg.run.epochs, initial=start, desc="epochs", unit="epoch")
+    # a run limited by time has no meaningful epoch total: count epochs and show their rate
+    total = None if cfg.run.max_minutes is not None else cfg.run.epochs
+    return tqdm(total=total, initial=start, desc="epochs", unit="epoch", mininterval=0.5)
 
 
 def _learning_curve(metrics: list, path: str) -> None:
