@@ -8,7 +8,9 @@ and, for 3-D periodic structures, ``stress`` (eV/Å^3, Voigt order xx yy zz yz x
 Long-range models add ``charges`` (e, ASE's name for atomic charges), ``dipole`` (e·Å, only for
 structures with no periodic axis), and in ``calc.results`` the extras ``energy_short``,
 ``energy_elec``, ``energy_qeq`` (eV), ``chi`` (eV/e), ``qeq_residual`` (eV/e) and
-``qeq_iterations``.
+``qeq_iterations``. For an :class:`~eqlr_jax.ensemble.EnsemblePotential` the results are the
+members' means, and ``energy_std`` (eV), ``forces_std`` (eV/Å) and ``charges_std`` (e) their
+spread.
 
 The total charge is read as :meth:`Structure.from_ase` reads it (``atoms.info["total_charge"]``,
 else ``atoms.info["charge"]``, else the sum of the initial charges). ASE decides from the
@@ -136,3 +138,8 @@ class Calculator(_AseCalculator):
                 self.results[k] = float(out[k][0])
             self.results["qeq_residual"] = float(out["qeq_residual"])
             self.results["qeq_iterations"] = int(out["qeq_iterations"])
+        if "energy_std" in out:  # an ensemble: the members' spread
+            self.results["energy_std"] = float(out["energy_std"][0])
+            self.results["forces_std"] = np.asarray(out["forces_std"][:n], dtype=np.float64)
+            if "charges_std" in out:
+                self.results["charges_std"] = np.asarray(out["charges_std"][:n], dtype=np.float64)

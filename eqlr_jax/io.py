@@ -12,14 +12,16 @@ import jax
 import numpy as np
 
 from ._version import __version__
+from .ensemble import EnsemblePotential
 from .models import LRConfig
 from .nn import NequIPConfig
 from .potential import Potential
 
 __all__ = ["save", "load", "FORMAT_VERSION", "ModelFileError"]
 
-#: 1: short-range models only (kind "nequip-sr"); 2: adds the long-range kind "nequip-lr".
-FORMAT_VERSION = 2
+#: 1: short-range models only (kind "nequip-sr"); 2: adds the long-range kind "nequip-lr";
+#: 3: adds ensembles (``"ensemble": K`` in meta.json, parameters stacked along a leading axis).
+FORMAT_VERSION = 3
 _MAGIC = "eqlr_jax-model"
 #: model kind -> config class
 _KINDS = {"nequip-sr": NequIPConfig, "nequip-lr": LRConfig}
@@ -29,12 +31,14 @@ class ModelFileError(ValueError):
     """The file is not a readable eqlr_jax model (truncated, corrupt, or from a newer format)."""
 
 
-def save(path: str | os.PathLike, potential: Potential) -> None:
+def save(path: str | os.PathLike, potential: Potential | EnsemblePotential) -> None:
     """Write ``potential`` to ``path`` (conventionally ``*.eqlr``). Written atomically: a crash
     mid-write leaves any previous file intact."""
     kind = next(k for k, cls in _KINDS.items() if isinstance(potential.config, cls))
     meta = {"magic": _MAGIC, "format_version": FORMAT_VERSION, "eqlr_jax_version": __version__,
             "model": kind, "config": potential.config.to_dict()}
+    if isinstance(potential, EnsemblePotential):
+        meta["ensemble"] = potential.size
     params = jax.tree_util.tree_map(np.asarray, potential.params)
     blob = flax.serialization.msgpack_serialize(flax.serialization.to_state_dict(params))
     tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
@@ -76,4 +80,6 @@ def load(path: str | os.PathLike) -> Potential:
     except Exception as e:  # msgpack raises several types on truncated data
         raise ModelFileError(f"{path}: parameters are unreadable (truncated or corrupt?): {e}") from e
     params = jax.tree_util.tree_map(np.asarray, state)
+    if meta.get("ensemble"):
+        return EnsemblePotential(config, params)
     return Potential(config, params)

@@ -34,16 +34,34 @@ def make_optimizer(optimizer: str, clip_norm: float | None):
 
 
 class Steps:
-    """Compiled steps for one model config, loss and optimizer; counts its compiles."""
+    """Compiled steps for one model config, loss and optimizer; counts its compiles.
 
-    def __init__(self, config, weights: LossWeights, tx, ema_decay: float, runtime: Runtime = Runtime()):
+    ``ensemble`` > 0: the state holds that many models (parameters stacked along a leading
+    axis) and the steps ``vmap`` over them: every model sees the same batches, and losses and
+    terms come back with a leading axis of the ensemble size.
+    """
+
+    def __init__(self, config, weights: LossWeights, tx, ema_decay: float, runtime: Runtime = Runtime(),
+                 ensemble: int = 0):
         self.config, self.weights, self.tx, self.ema_decay, self.runtime = config, weights, tx, ema_decay, runtime
         self.compiles = {"train": 0, "eval": 0}
         self.stress = weights.stress > 0
-        self.train = jax.jit(self._train, donate_argnums=(0,))
-        self.eval = jax.jit(self._eval)
+        self.ensemble = ensemble
+        train, evaluate = self._train, self._eval
+        if ensemble:
+            train = jax.vmap(train, in_axes=(0, None, None, None))
+            evaluate = jax.vmap(evaluate, in_axes=(0, None, None))
+        self.train = jax.jit(train, donate_argnums=(0,))
+        self.eval = jax.jit(evaluate)
 
     def init_state(self, params) -> TrainState:
+        """The initial state of one model, or (``ensemble``) of a list of parameter trees."""
+        if self.ensemble:
+            states = [self._init_one(p) for p in params]
+            return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states)
+        return self._init_one(params)
+
+    def _init_one(self, params) -> TrainState:
         ema = jax.tree_util.tree_map(jnp.array, params)  # its own buffers: the step donates the state
         return TrainState(params=params, ema=ema, opt_state=self.tx.init(params), step=jnp.zeros((), jnp.int32))
 

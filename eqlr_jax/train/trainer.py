@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..ensemble import EnsemblePotential
 from ..graph import species_indices
 from ..io import save
 from ..models import LRConfig, init_params, long_range_spec
@@ -138,13 +139,13 @@ def _evaluate(steps: Steps, params, maker: BatchMaker):
     loss_sum, n_batches, sums = 0.0, 0, {}
     for idx in maker.batches(np.arange(len(maker.frames))):
         g, t = maker.make(idx)
-        loss, terms = steps.eval(params, g, t)
-        loss_sum += float(loss)
+        loss, terms = steps.eval(params, g, t)  # an ensemble: each member's, then their mean
+        loss_sum += float(jnp.mean(loss))
         n_batches += 1
         for k, (_, sq, n) in terms.items():
             s = sums.setdefault(k, [0.0, 0.0])
-            s[0] += float(sq) * float(n)
-            s[1] += float(n)
+            s[0] += float(jnp.mean(sq)) * float(jnp.mean(n))
+            s[1] += float(jnp.mean(n))
     return loss_sum / max(n_batches, 1), _summaries(sums)
 
 
@@ -203,8 +204,13 @@ def train(cfg: TrainConfig, log=print) -> Run:
                                          cfg.run.capacity_levels, seed)
     train_maker, valid_maker = mk(train_frames, cfg.run.batch_size, 0), mk(valid_frames, cfg.run.batch_size, 1)
     tx = make_optimizer(cfg.optim.optimizer, cfg.optim.clip_norm)
-    steps = Steps(mconfig, cfg.loss, tx, cfg.optim.ema_decay)
-    state = steps.init_state(init_params(mconfig, cfg.run.seed, dtype))
+    k = cfg.run.ensemble
+    if k < 1:
+        raise ValueError(f"run.ensemble must be >= 1, got {k}")
+    steps = Steps(mconfig, cfg.loss, tx, cfg.optim.ema_decay, ensemble=k if k > 1 else 0)
+    init_seed = cfg.run.seed if cfg.run.init_seed is None else cfg.run.init_seed
+    params = [init_params(mconfig, init_seed + m, dtype) for m in range(k)]
+    state = steps.init_state(params if k > 1 else params[0])
     meta = {"epoch": 0, "best_valid": None, "bad_epochs": 0, "plateau_scale": 1.0, "plateau_bad": 0, "metrics": []}
     mngr = _checkpointer(out, cfg.run.keep_checkpoints)
     if resume:
@@ -212,11 +218,15 @@ def train(cfg: TrainConfig, log=print) -> Run:
         if restored is not None:
             state, meta = restored
             log(f"resumed {out} at epoch {meta['epoch']}")
+    def wrap(p):  # parameters -> the model file's object
+        return EnsemblePotential(mconfig, p) if k > 1 else Potential(mconfig, p)
+
     n_batches = len(train_maker.batches(splits["train"]))
     schedule = _Schedule(cfg.optim, cfg.run.epochs * n_batches)
     log(f"{len(train_frames)} train / {len(splits['valid'])} valid / {len(splits['test'])} test frames; "
-        f"{'LR' if mconfig.long_range else 'SR'} model, {sum(np.size(p) for p in jax.tree_util.tree_leaves(state.params)):,}"
-        f" parameters; {len(train_maker.plan)} batch capacities")
+        f"{'LR' if mconfig.long_range else 'SR'} model{f' x {k} (ensemble)' if k > 1 else ''}, "
+        f"{sum(np.size(p) for p in jax.tree_util.tree_leaves(params[0])):,} parameters each; "
+        f"{len(train_maker.plan)} batch capacities")
     t_start = time.perf_counter()
     bar = _progress(cfg, meta["epoch"])
     best_params = None
@@ -225,13 +235,13 @@ def train(cfg: TrainConfig, log=print) -> Run:
         losses = []
         for idx in train_maker.batches(order):
             g, t = train_maker.make(idx)
-            lr = schedule(int(state.step), meta["plateau_scale"])
+            lr = schedule(int(np.max(np.asarray(state.step))), meta["plateau_scale"])
             state, loss, _ = steps.train(state, g, t, jnp.asarray(lr, dtype))
-            losses.append(float(loss))
+            losses.append(float(jnp.mean(loss)))
             if not math.isfinite(losses[-1]):
                 raise FloatingPointError(f"training loss became {losses[-1]} at epoch {epoch}; lower optim.lr")
         valid_loss, valid = _evaluate(steps, state.ema, valid_maker)
-        row = {"epoch": epoch + 1, "step": int(state.step), "lr": lr, "train_loss": float(np.mean(losses)),
+        row = {"epoch": epoch + 1, "step": int(np.max(np.asarray(state.step))), "lr": lr, "train_loss": float(np.mean(losses)),
                "valid_loss": valid_loss, **{f"valid_{k}": v for k, v in valid.items()},
                "time_s": round(time.perf_counter() - t_start, 2), "compiles": dict(steps.compiles)}
         meta["metrics"].append(row)
@@ -241,7 +251,7 @@ def train(cfg: TrainConfig, log=print) -> Run:
         if improved:
             meta["best_valid"], meta["bad_epochs"], meta["plateau_bad"] = valid_loss, 0, 0
             best_params = jax.tree_util.tree_map(np.array, state.ema)  # a copy: the step donates its state
-            save(os.path.join(out, "best.eqlr"), Potential(mconfig, best_params))
+            save(os.path.join(out, "best.eqlr"), wrap(best_params))
         else:
             meta["bad_epochs"] += 1
             meta["plateau_bad"] += 1
@@ -267,14 +277,14 @@ def train(cfg: TrainConfig, log=print) -> Run:
             break
     if bar is not None:
         bar.close()
-    save(os.path.join(out, "final.eqlr"), Potential(mconfig, jax.tree_util.tree_map(np.asarray, state.ema)))
+    save(os.path.join(out, "final.eqlr"), wrap(jax.tree_util.tree_map(np.asarray, state.ema)))
     _learning_curve(meta["metrics"], os.path.join(out, "learning_curve.png"))
     if best_params is None:  # a resumed run that did not improve: the best model is on disk
         from ..io import load
 
         best = load(os.path.join(out, "best.eqlr"))
     else:
-        best = Potential(mconfig, best_params)
+        best = wrap(best_params)
     return Run(best, meta["metrics"], splits, dict(steps.compiles), out)
 
 
