@@ -254,3 +254,35 @@ def test_several_dataset_files(tmp_path):
     frames, splits = prepare(load_config(None, [f"data.path=[{a}, {b}]", "data.valid_fraction=0.25"]))
     assert len(frames) == 12 and frames[5].source.endswith("b.xyz:0")
     assert sum(len(v) for v in splits.values()) == 12
+
+
+SHARDED = r"""
+import os, sys, json
+os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+import jax
+jax.config.update("jax_enable_x64", True)
+import numpy as np
+from eqlr_jax.train import load_config, train
+path, out, devices = sys.argv[1], sys.argv[2], sys.argv[3]
+assert len(jax.devices()) == 2
+args = json.loads(sys.argv[4]) + [f"data.path={path}", f"run.out_dir={out}", f"run.devices={devices}"]
+run = train(load_config(None, args), log=lambda *a: None)
+print(json.dumps([m["valid_loss"] for m in run.metrics]))
+"""
+
+
+def test_sharded_training_on_two_cpu_devices_equals_one_device(tmp_path, dataset):
+    args = ["run.progress=false", "run.dtype=float64", "run.capacity_levels=1", "run.epochs=2", "run.batch_size=2",
+            "run.shards=2", "model.kind=sr", "model.r_max=4.0", "model.num_features=4", "model.num_layers=1",
+            "model.radial_mlp_width=8"]
+    losses = []
+    for devices in ("2", "1"):
+        proc = subprocess.run([sys.executable, "-c", SHARDED, dataset, str(tmp_path / f"d{devices}"), devices,
+                               json.dumps(args)], cwd=ROOT, capture_output=True, text=True,
+                              env=dict(os.environ, JAX_PLATFORMS="cpu"))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        losses.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-10)
+    a, b = eqlr_jax.load(tmp_path / "d2" / "final.eqlr"), eqlr_jax.load(tmp_path / "d1" / "final.eqlr")
+    for x, y in zip(jax_leaves(a.params), jax_leaves(b.params)):
+        np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-12)

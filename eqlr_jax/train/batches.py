@@ -107,11 +107,12 @@ class BatchMaker:
                 return c
         return self.plan[-1]
 
-    def make(self, idx, total_charge=None) -> tuple[Graph, Targets]:
-        """The padded graph and targets of frames ``idx``."""
+    def make(self, idx, capacity: Capacity | None = None) -> tuple[Graph, Targets]:
+        """The padded graph and targets of frames ``idx`` (at ``capacity``, a plan entry that fits,
+        or the smallest one that does)."""
         idx = [int(i) for i in idx]
         frames = [self.frames[i] for i in idx]
-        cap = self.capacity(idx)
+        cap = self.capacity(idx) if capacity is None else capacity
         graph, _ = build_graph([f.structure for f in frames], self.cutoff, self.species, capacity=cap,
                                dtype=self.dtype, edges=[self.edges[i] for i in idx], long_range=self.long_range,
                                parts=None if self.parts is None else [self.parts[i] for i in idx])

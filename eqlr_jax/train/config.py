@@ -63,6 +63,8 @@ class RunSection:
     seed: int = _f(0, "seed of the data order (and of the initial parameters unless init_seed is set)")
     init_seed: int | None = _f(None, "seed of the initial parameters (default: seed); ensemble member k uses init_seed + k")
     ensemble: int = _f(1, "train this many models at once (vmap), differing by their initial parameters")
+    shards: int = _f(1, "sub-batches per step, each of batch_size structures, spread over the devices (data parallel)")
+    devices: int | None = _f(None, "devices to spread the shards over (None: as many visible devices as divide shards)")
     dtype: str = _f("float32", "float32 or float64 (float64 needs jax_enable_x64)")
     checkpoint_every: int = _f(1, "checkpoint every this many epochs")
     keep_checkpoints: int = _f(2, "checkpoints kept on disk")

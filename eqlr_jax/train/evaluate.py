@@ -11,7 +11,7 @@ import numpy as np
 
 from ..models import long_range_spec
 from .batches import BatchMaker
-from .data import Keys, load_frames
+from .data import Keys, load_frames, reference_energies
 
 __all__ = ["predictions", "metrics", "evaluate", "parity_plot"]
 
@@ -47,13 +47,22 @@ def predictions(potential, frames, batch_size: int = 16, dtype=np.float32) -> di
     for k, (ref, pred) in pairs.items():
         if ref and sum(len(r) for r in ref):
             result[k] = (np.concatenate(ref).astype(np.float64), np.concatenate(pred).astype(np.float64))
+    with_energy = [f for f in frames if f.energy is not None]
+    if "energy" in result and with_energy:  # per-atom energy of each frame's composition (plots only)
+        e_ref = reference_energies(with_energy, potential.species)
+        lookup = {z: k for k, z in enumerate(potential.species)}
+        result["_energy_baseline"] = np.array([np.mean([e_ref[lookup[int(z)]] for z in f.structure.numbers])
+                                               for f in with_energy])
     return result
 
 
 def metrics(pairs: dict) -> dict:
     """``{name: {"rmse": ..., "mae": ..., "n": ..., "unit": ...}}`` in milli-units (see module doc)."""
     out = {}
-    for k, (ref, pred) in pairs.items():
+    for k, pair in pairs.items():
+        if k.startswith("_"):
+            continue
+        ref, pred = pair
         err = 1000.0 * (pred - ref)
         out[k] = {"rmse": float(np.sqrt(np.mean(err**2))), "mae": float(np.mean(np.abs(err))), "n": int(err.size),
                   "unit": _UNITS[k]}
@@ -67,18 +76,23 @@ def parity_plot(pairs: dict, path: str, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(pairs)
+    names = [k for k in pairs if not k.startswith("_")]
     fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.6), squeeze=False)
     base_units = {"energy": "eV/atom", "forces": "eV/Å", "stress": "eV/Å³", "charges": "e", "dipole": "e·Å"}
     for ax, k in zip(axes[0], names):
         ref, pred = pairs[k]
+        label = f"({base_units[k]})"
+        if k == "energy" and "_energy_baseline" in pairs:  # composition differences would hide the errors
+            base = pairs["_energy_baseline"]
+            ref, pred, label = 1000.0 * (ref - base), 1000.0 * (pred - base), "− composition fit (meV/atom)"
         lo, hi = float(min(ref.min(), pred.min())), float(max(ref.max(), pred.max()))
         ax.plot([lo, hi], [lo, hi], color="0.6", lw=1)
         ax.scatter(ref, pred, s=4, alpha=0.6)
-        rmse = 1000.0 * float(np.sqrt(np.mean((pred - ref) ** 2)))
+        rmse = (1.0 if k == "energy" and "_energy_baseline" in pairs else 1000.0) * float(
+            np.sqrt(np.mean((pred - ref) ** 2)))
         ax.set_title(f"{k}: RMSE {rmse:.3g} {_UNITS[k]}", fontsize=9)
-        ax.set_xlabel(f"reference ({base_units[k]})")
-        ax.set_ylabel(f"predicted ({base_units[k]})")
+        ax.set_xlabel(f"reference {label}")
+        ax.set_ylabel(f"predicted {label}")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -6,13 +6,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from ..potential import predict
 from ..runtime import Runtime
 from .loss import LossWeights, loss_terms, total_loss
 
-__all__ = ["TrainState", "make_optimizer", "Steps"]
+__all__ = ["TrainState", "make_optimizer", "Steps", "mesh_for", "shard"]
 
 
 @jax.tree_util.register_dataclass
@@ -36,17 +37,22 @@ def make_optimizer(optimizer: str, clip_norm: float | None):
 class Steps:
     """Compiled steps for one model config, loss and optimizer; counts its compiles.
 
+    ``shards`` > 1: every training batch is that many sub-batches stacked along a leading axis
+    (sharded over devices by the caller, see :func:`shard`); the loss is their mean.
+
     ``ensemble`` > 0: the state holds that many models (parameters stacked along a leading
     axis) and the steps ``vmap`` over them: every model sees the same batches, and losses and
     terms come back with a leading axis of the ensemble size.
     """
 
     def __init__(self, config, weights: LossWeights, tx, ema_decay: float, runtime: Runtime = Runtime(),
-                 ensemble: int = 0):
+                 ensemble: int = 0, shards: int = 1):
         self.config, self.weights, self.tx, self.ema_decay, self.runtime = config, weights, tx, ema_decay, runtime
         self.compiles = {"train": 0, "eval": 0}
         self.stress = weights.stress > 0
-        self.ensemble = ensemble
+        self.ensemble, self.shards = ensemble, shards
+        if ensemble and shards > 1:
+            raise ValueError("ensembles and data-parallel shards cannot be combined yet")
         train, evaluate = self._train, self._eval
         if ensemble:
             train = jax.vmap(train, in_axes=(0, None, None, None))
@@ -70,9 +76,15 @@ class Steps:
         terms = loss_terms(out, targets, self.weights)
         return total_loss(terms, self.weights), terms
 
+    def _sharded_loss(self, params, graphs, targets):
+        """The mean over the shards (a leading axis of the batch) of each shard's loss."""
+        losses, terms = jax.vmap(self._loss, in_axes=(None, 0, 0))(params, graphs, targets)
+        return jnp.mean(losses), jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0), terms)
+
     def _train(self, state: TrainState, graph, targets, lr):
         self.compiles["train"] += 1
-        (loss, terms), grads = jax.value_and_grad(self._loss, has_aux=True)(state.params, graph, targets)
+        loss_fn = self._sharded_loss if self.shards > 1 else self._loss
+        (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, graph, targets)
         updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
         params = jax.tree_util.tree_map(lambda p, u: p - lr * u.astype(p.dtype), state.params, updates)
         d = self.ema_decay
@@ -83,3 +95,24 @@ class Steps:
         self.compiles["eval"] += 1
         loss, terms = self._loss(params, graph, targets)
         return loss, terms
+
+
+def mesh_for(shards: int, devices: int | None = None):
+    """A 1-D device mesh (axis ``"data"``) for ``shards`` sub-batches: ``devices`` devices, or
+    the largest number of visible devices that divides ``shards``; None for a single device."""
+    available = jax.devices()
+    n = devices if devices is not None else max(d for d in range(1, len(available) + 1) if shards % d == 0)
+    if n > len(available) or shards % n:
+        raise ValueError(f"run.devices={n} must divide run.shards={shards} and be at most the {len(available)} "
+                         "visible devices")
+    if n == 1:
+        return None
+    return jax.sharding.Mesh(np.asarray(available[:n]), ("data",))
+
+
+def shard(tree, mesh):
+    """Stacked sub-batches (leading axis) placed on ``mesh``, one block of the axis per device."""
+    if mesh is None:
+        return tree
+    spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    return jax.device_put(tree, spec)

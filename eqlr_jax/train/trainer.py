@@ -29,7 +29,7 @@ from ..potential import Potential
 from .batches import BatchMaker
 from .config import TrainConfig
 from .data import Keys, average_neighbors, force_rms, load_frames, reference_energies, split_indices
-from .steps import Steps, make_optimizer
+from .steps import Steps, make_optimizer, mesh_for, shard
 
 __all__ = ["RunExistsError", "prepare", "train", "Run"]
 
@@ -126,6 +126,27 @@ class _Schedule:
         return lr
 
 
+def _step_batches(maker: BatchMaker, order, shards: int):
+    """Index arrays of the frames of each training step (``shards`` sub-batches per step; a
+    last step with fewer frames than that is dropped when sharding, so all shards are full)."""
+    if shards == 1:
+        return maker.batches(order)
+    per_step = shards * maker.batch_size
+    return [order[k:k + per_step] for k in range(0, len(order) - per_step + 1, per_step)]
+
+
+def _make(maker: BatchMaker, idx, shards: int, mesh):
+    """One step's batch; with shards, the sub-batches padded to one capacity and stacked."""
+    if shards == 1:
+        return maker.make(idx)
+    parts = [idx[s * maker.batch_size:(s + 1) * maker.batch_size] for s in range(shards)]
+    caps = [maker.capacity(p) for p in parts]
+    cap = max(caps, key=lambda c: maker.plan.index(c))
+    subs = [maker.make(p, capacity=cap) for p in parts]
+    stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *subs)
+    return shard(stacked, mesh)
+
+
 def _summaries(sums: dict) -> dict:
     """RMSEs from accumulated (squared-error sum, count): meV/atom, meV/Å, meV/Å³, me, me·Å."""
     out = {}
@@ -202,12 +223,15 @@ def train(cfg: TrainConfig, log=print) -> Run:
     spec = long_range_spec(mconfig)
     mk = lambda fr, bs, seed: BatchMaker(fr, mconfig.r_max, mconfig.species, spec, bs, dtype,  # noqa: E731
                                          cfg.run.capacity_levels, seed)
-    train_maker, valid_maker = mk(train_frames, cfg.run.batch_size, 0), mk(valid_frames, cfg.run.batch_size, 1)
+    train_maker = mk(train_frames, cfg.run.batch_size, 0)
+    valid_maker = mk(valid_frames, cfg.run.batch_size, 1)
     tx = make_optimizer(cfg.optim.optimizer, cfg.optim.clip_norm)
     k = cfg.run.ensemble
     if k < 1:
         raise ValueError(f"run.ensemble must be >= 1, got {k}")
-    steps = Steps(mconfig, cfg.loss, tx, cfg.optim.ema_decay, ensemble=k if k > 1 else 0)
+    shards = cfg.run.shards
+    steps = Steps(mconfig, cfg.loss, tx, cfg.optim.ema_decay, ensemble=k if k > 1 else 0, shards=shards)
+    mesh = mesh_for(shards, cfg.run.devices) if shards > 1 else None
     init_seed = cfg.run.seed if cfg.run.init_seed is None else cfg.run.init_seed
     params = [init_params(mconfig, init_seed + m, dtype) for m in range(k)]
     state = steps.init_state(params if k > 1 else params[0])
@@ -221,7 +245,7 @@ def train(cfg: TrainConfig, log=print) -> Run:
     def wrap(p):  # parameters -> the model file's object
         return EnsemblePotential(mconfig, p) if k > 1 else Potential(mconfig, p)
 
-    n_batches = len(train_maker.batches(splits["train"]))
+    n_batches = len(_step_batches(train_maker, splits["train"], shards))
     schedule = _Schedule(cfg.optim, cfg.run.epochs * n_batches)
     log(f"{len(train_frames)} train / {len(splits['valid'])} valid / {len(splits['test'])} test frames; "
         f"{'LR' if mconfig.long_range else 'SR'} model{f' x {k} (ensemble)' if k > 1 else ''}, "
@@ -233,8 +257,8 @@ def train(cfg: TrainConfig, log=print) -> Run:
     for epoch in range(meta["epoch"], cfg.run.epochs):
         order = np.random.default_rng([cfg.run.seed, epoch]).permutation(len(train_frames))
         losses = []
-        for idx in train_maker.batches(order):
-            g, t = train_maker.make(idx)
+        for idx in _step_batches(train_maker, order, shards):
+            g, t = _make(train_maker, idx, shards, mesh)
             lr = schedule(int(np.max(np.asarray(state.step))), meta["plateau_scale"])
             state, loss, _ = steps.train(state, g, t, jnp.asarray(lr, dtype))
             losses.append(float(jnp.mean(loss)))
