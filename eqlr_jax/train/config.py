@@ -65,6 +65,7 @@ class RunSection:
     ensemble: int = _f(1, "train this many models at once (vmap), differing by their initial parameters")
     shards: int = _f(1, "sub-batches per step, each of batch_size structures, spread over the devices (data parallel)")
     devices: int | None = _f(None, "devices to spread the shards over (None: as many visible devices as divide shards)")
+    distributed: bool = _f(False, "multi-host: call jax.distributed.initialize() first (SLURM and Open MPI are detected)")
     dtype: str = _f("float32", "float32 or float64 (float64 needs jax_enable_x64)")
     checkpoint_every: int = _f(1, "checkpoint every this many epochs")
     keep_checkpoints: int = _f(2, "checkpoints kept on disk")

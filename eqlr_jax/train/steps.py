@@ -13,7 +13,7 @@ from ..potential import predict
 from ..runtime import Runtime
 from .loss import LossWeights, loss_terms, total_loss
 
-__all__ = ["TrainState", "make_optimizer", "Steps", "mesh_for", "shard"]
+__all__ = ["TrainState", "make_optimizer", "Steps", "mesh_for", "shard", "local_shards"]
 
 
 @jax.tree_util.register_dataclass
@@ -110,9 +110,23 @@ def mesh_for(shards: int, devices: int | None = None):
     return jax.sharding.Mesh(np.asarray(available[:n]), ("data",))
 
 
-def shard(tree, mesh):
-    """Stacked sub-batches (leading axis) placed on ``mesh``, one block of the axis per device."""
+def local_shards(mesh, shards: int) -> list[int]:
+    """The shards this process builds: all of them in one process; with several processes
+    (``jax.distributed``), those whose devices belong to this process."""
+    if mesh is None or jax.process_count() == 1:
+        return list(range(shards))
+    per_device = shards // mesh.devices.size
+    mine = [k for k, d in enumerate(mesh.devices.flat) if d.process_index == jax.process_index()]
+    return [k * per_device + j for k in mine for j in range(per_device)]
+
+
+def shard(tree, mesh, shards: int):
+    """Stacked sub-batches (leading axis) placed on ``mesh``, one block of the axis per device.
+    With several processes, ``tree`` holds this process's :func:`local_shards` only."""
     if mesh is None:
         return tree
     spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-    return jax.device_put(tree, spec)
+    if jax.process_count() == 1:
+        return jax.device_put(tree, spec)
+    return jax.tree_util.tree_map(
+        lambda x: jax.make_array_from_process_local_data(spec, np.asarray(x), (shards,) + x.shape[1:]), tree)

@@ -29,7 +29,7 @@ from ..potential import Potential
 from .batches import BatchMaker
 from .config import TrainConfig
 from .data import Keys, average_neighbors, force_rms, load_frames, reference_energies, split_indices
-from .steps import Steps, make_optimizer, mesh_for, shard
+from .steps import Steps, local_shards, make_optimizer, mesh_for, shard
 
 __all__ = ["RunExistsError", "prepare", "train", "Run"]
 
@@ -101,7 +101,7 @@ def _check_out_dir(cfg: TrainConfig) -> bool:
     if has_run and not cfg.run.overwrite:
         raise RunExistsError(f"{out} already holds a run: pass run.resume=true to continue it or "
                              "run.overwrite=true to replace it (nothing was changed)")
-    if has_run:
+    if has_run and jax.process_index() == 0:
         shutil.rmtree(out)
     os.makedirs(out, exist_ok=True)
     return False
@@ -141,10 +141,10 @@ def _make(maker: BatchMaker, idx, shards: int, mesh):
         return maker.make(idx)
     parts = [idx[s * maker.batch_size:(s + 1) * maker.batch_size] for s in range(shards)]
     caps = [maker.capacity(p) for p in parts]
-    cap = max(caps, key=lambda c: maker.plan.index(c))
-    subs = [maker.make(p, capacity=cap) for p in parts]
+    cap = max(caps, key=lambda c: maker.plan.index(c))  # every process picks the same capacity
+    subs = [maker.make(parts[s], capacity=cap) for s in local_shards(mesh, shards)]
     stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *subs)
-    return shard(stacked, mesh)
+    return shard(stacked, mesh, shards)
 
 
 def _summaries(sums: dict) -> dict:
@@ -200,12 +200,15 @@ def _restore_checkpoint(mngr, state):
 
 def train(cfg: TrainConfig, log=print) -> Run:
     """Train a model as ``cfg`` says (see :mod:`eqlr_jax.train.config`); returns a :class:`Run`."""
+    if cfg.run.distributed:
+        jax.distributed.initialize()  # coordinator, process count and id from SLURM / Open MPI
     dtype = np.dtype(cfg.run.dtype)
     if dtype == np.float64 and not jax.config.jax_enable_x64:
         raise ValueError("run.dtype=float64 needs jax_enable_x64 (jax.config.update('jax_enable_x64', True))")
     frames, splits = prepare(cfg)
     resume = _check_out_dir(cfg)
     out = cfg.run.out_dir
+    primary = jax.process_index() == 0  # with jax.distributed, one process writes the files
     if resume:
         with open(os.path.join(out, "split.json")) as fh:
             splits = {k: np.asarray(v, int) for k, v in json.load(fh).items()}
@@ -215,7 +218,7 @@ def train(cfg: TrainConfig, log=print) -> Run:
     if resume:
         with open(os.path.join(out, "config.json")) as fh:
             mconfig = LRConfig.from_dict(json.load(fh)["model_config"])
-    else:
+    elif primary:
         with open(os.path.join(out, "config.json"), "w") as fh:
             json.dump({"train_config": cfg.to_dict(), "model_config": mconfig.to_dict()}, fh, indent=1)
         with open(os.path.join(out, "split.json"), "w") as fh:
@@ -269,13 +272,15 @@ def train(cfg: TrainConfig, log=print) -> Run:
                "valid_loss": valid_loss, **{f"valid_{k}": v for k, v in valid.items()},
                "time_s": round(time.perf_counter() - t_start, 2), "compiles": dict(steps.compiles)}
         meta["metrics"].append(row)
-        with open(os.path.join(out, "metrics.jsonl"), "a") as fh:
-            fh.write(json.dumps(row) + "\n")
+        if primary:
+            with open(os.path.join(out, "metrics.jsonl"), "a") as fh:
+                fh.write(json.dumps(row) + "\n")
         improved = meta["best_valid"] is None or valid_loss < meta["best_valid"]
         if improved:
             meta["best_valid"], meta["bad_epochs"], meta["plateau_bad"] = valid_loss, 0, 0
             best_params = jax.tree_util.tree_map(np.array, state.ema)  # a copy: the step donates its state
-            save(os.path.join(out, "best.eqlr"), wrap(best_params))
+            if primary:
+                save(os.path.join(out, "best.eqlr"), wrap(best_params))
         else:
             meta["bad_epochs"] += 1
             meta["plateau_bad"] += 1
@@ -301,8 +306,9 @@ def train(cfg: TrainConfig, log=print) -> Run:
             break
     if bar is not None:
         bar.close()
-    save(os.path.join(out, "final.eqlr"), wrap(jax.tree_util.tree_map(np.asarray, state.ema)))
-    _learning_curve(meta["metrics"], os.path.join(out, "learning_curve.png"))
+    if primary:
+        save(os.path.join(out, "final.eqlr"), wrap(jax.tree_util.tree_map(np.asarray, state.ema)))
+        _learning_curve(meta["metrics"], os.path.join(out, "learning_curve.png"))
     if best_params is None:  # a resumed run that did not improve: the best model is on disk
         from ..io import load
 
