@@ -53,3 +53,32 @@ def test_ensemble_potential_means_and_spreads():
     np.testing.assert_allclose(a.get_potential_energy(), float(out["energy"][0]), rtol=1e-12)
     np.testing.assert_allclose(a.calc.results["forces_std"], np.asarray(out["forces_std"][:s.n_atoms]), atol=1e-12)
     assert a.calc.results["charges_std"].shape == (s.n_atoms,)
+
+
+def test_bootstrap_members_differ_and_unit_weights_change_nothing(tmp_path):
+    from eqlr_jax.train.loss import LossWeights, loss_terms
+
+    path = tf.write(tmp_path / "mol.xyz", tf.molecules(12))
+    run = train(_cfg(path, tmp_path / "boot", "run.ensemble=2", "run.bootstrap=true", "run.init_seed=5",
+                     "run.epochs=2"), log=lambda *a: None)
+    plain = train(_cfg(path, tmp_path / "plain", "run.ensemble=2", "run.init_seed=5", "run.epochs=2"),
+                  log=lambda *a: None)
+    a = jax.tree_util.tree_leaves(run.potential.member(0).params)
+    b = jax.tree_util.tree_leaves(plain.potential.member(0).params)
+    assert max(float(np.abs(np.asarray(x) - np.asarray(y)).max()) for x, y in zip(a, b)) > 1e-8
+    # weights of one change nothing; a weight of two counts a reference twice
+    import jax.numpy as jnp
+
+    from eqlr_jax.train.batches import Targets
+
+    t = Targets(energy=jnp.zeros(3), energy_mask=jnp.array([True, True, False]), n_atoms=jnp.ones(3),
+                forces=jnp.zeros((4, 3)), forces_mask=jnp.array([True, True, True, False]), stress=jnp.zeros((3, 3, 3)),
+                stress_mask=jnp.zeros(3, bool), charges=jnp.zeros(4), charges_mask=jnp.zeros(4, bool),
+                dipole=jnp.zeros((3, 3)), dipole_mask=jnp.zeros(3, bool))
+    out = {"energy": jnp.array([1.0, 3.0, 7.0]), "forces": jnp.arange(12.0).reshape(4, 3)}
+    w = LossWeights()
+    ones = loss_terms(out, t, w, (jnp.ones(3), jnp.ones(4)))
+    none = loss_terms(out, t, w)
+    assert all(np.allclose(ones[k][0], none[k][0]) for k in none)
+    twice = loss_terms(out, t, w, (jnp.array([2.0, 1.0, 1.0]), jnp.ones(4)))
+    np.testing.assert_allclose(float(twice["energy"][0]), (2 * 1.0 + 9.0) / 3)

@@ -63,6 +63,7 @@ class RunSection:
     seed: int = _f(0, "seed of the data order (and of the initial parameters unless init_seed is set)")
     init_seed: int | None = _f(None, "seed of the initial parameters (default: seed); ensemble member k uses init_seed + k")
     ensemble: int = _f(1, "train this many models at once (vmap), differing by their initial parameters")
+    bootstrap: bool = _f(False, "ensemble members train on bootstrap resamples of the training set (counts as weights)")
     shards: int = _f(1, "sub-batches per step, each of batch_size structures, spread over the devices (data parallel)")
     devices: int | None = _f(None, "devices to spread the shards over (None: as many visible devices as divide shards)")
     distributed: bool = _f(False, "multi-host: call jax.distributed.initialize() first (SLURM and Open MPI are detected)")

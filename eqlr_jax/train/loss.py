@@ -43,29 +43,36 @@ def _penalty(err, kind, delta):
     return err * err if kind == "mse" else 2.0 * optax.huber_loss(err, delta=delta)
 
 
-def _masked_mean(values, mask):
-    mask = jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (values.ndim - mask.ndim)), values.shape)
-    n = jnp.sum(mask)
-    return jnp.sum(jnp.where(mask, values, 0.0)) / jnp.maximum(n, 1), n
+def _masked_mean(values, mask, weight=None):
+    """Weighted mean of ``values`` over the entries where ``mask`` (leading axes) is True, and
+    the total weight (the count without weights)."""
+    wgt = mask.astype(values.dtype) if weight is None else jnp.where(mask, weight, 0.0).astype(values.dtype)
+    wgt = jnp.broadcast_to(wgt.reshape(wgt.shape + (1,) * (values.ndim - wgt.ndim)), values.shape)
+    n = jnp.sum(wgt)
+    return jnp.sum(jnp.where(wgt > 0, values * wgt, 0.0)) / jnp.maximum(n, 1e-12), n
 
 
-def loss_terms(out: dict, t: Targets, w: LossWeights) -> dict:
+def loss_terms(out: dict, t: Targets, w: LossWeights, weights=None) -> dict:
     """Per-term mean penalties and squared errors (for RMSEs) of one batch, with counts.
+
+    ``weights``: optional ``(per_structure (G,), per_atom (N,))`` weights of each reference
+    (bootstrap counts of an ensemble member); None: every reference counts once.
 
     Returns ``{term: (penalty_mean, squared_error_mean, count)}`` for every term the model
     predicts; charges and dipole only for long-range models.
     """
+    gw, nw = (None, None) if weights is None else weights
     res = {}
-    err = {"energy": ((out["energy"] - t.energy) / t.n_atoms, t.energy_mask),
-           "forces": (out["forces"] - t.forces, t.forces_mask)}
+    err = {"energy": ((out["energy"] - t.energy) / t.n_atoms, t.energy_mask, gw),
+           "forces": (out["forces"] - t.forces, t.forces_mask, nw)}
     if "stress" in out:
-        err["stress"] = (out["stress"] - t.stress, t.stress_mask)
+        err["stress"] = (out["stress"] - t.stress, t.stress_mask, gw)
     if "charges" in out:
-        err["charges"] = (out["charges"] - t.charges, t.charges_mask)
-        err["dipole"] = (out["dipole"] - t.dipole, t.dipole_mask)
-    for k, (e, m) in err.items():
-        pen, n = _masked_mean(_penalty(e, w.kind, w.huber_delta), m)
-        sq, _ = _masked_mean(e * e, m)
+        err["charges"] = (out["charges"] - t.charges, t.charges_mask, nw)
+        err["dipole"] = (out["dipole"] - t.dipole, t.dipole_mask, gw)
+    for k, (e, m, wt) in err.items():
+        pen, n = _masked_mean(_penalty(e, w.kind, w.huber_delta), m, wt)
+        sq, _ = _masked_mean(e * e, m, wt)
         res[k] = (pen, sq, n)
     return res
 

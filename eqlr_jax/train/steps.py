@@ -55,7 +55,7 @@ class Steps:
             raise ValueError("ensembles and data-parallel shards cannot be combined yet")
         train, evaluate = self._train, self._eval
         if ensemble:
-            train = jax.vmap(train, in_axes=(0, None, None, None))
+            train = jax.vmap(train, in_axes=(0, None, None, None, 0))
             evaluate = jax.vmap(evaluate, in_axes=(0, None, None))
         self.train = jax.jit(train, donate_argnums=(0,))
         self.eval = jax.jit(evaluate)
@@ -71,9 +71,9 @@ class Steps:
         ema = jax.tree_util.tree_map(jnp.array, params)  # its own buffers: the step donates the state
         return TrainState(params=params, ema=ema, opt_state=self.tx.init(params), step=jnp.zeros((), jnp.int32))
 
-    def _loss(self, params, graph, targets):
+    def _loss(self, params, graph, targets, weights=None):
         out = predict(self.config, params, graph, compute_stress=self.stress, runtime=self.runtime)
-        terms = loss_terms(out, targets, self.weights)
+        terms = loss_terms(out, targets, self.weights, weights)
         return total_loss(terms, self.weights), terms
 
     def _sharded_loss(self, params, graphs, targets):
@@ -81,10 +81,13 @@ class Steps:
         losses, terms = jax.vmap(self._loss, in_axes=(None, 0, 0))(params, graphs, targets)
         return jnp.mean(losses), jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0), terms)
 
-    def _train(self, state: TrainState, graph, targets, lr):
+    def _train(self, state: TrainState, graph, targets, lr, weights=None):
+        """One optimizer step; ``weights``: optional per-reference weights (see ``loss_terms``)."""
         self.compiles["train"] += 1
-        loss_fn = self._sharded_loss if self.shards > 1 else self._loss
-        (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, graph, targets)
+        if self.shards > 1:
+            (loss, terms), grads = jax.value_and_grad(self._sharded_loss, has_aux=True)(state.params, graph, targets)
+        else:
+            (loss, terms), grads = jax.value_and_grad(self._loss, has_aux=True)(state.params, graph, targets, weights)
         updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
         params = jax.tree_util.tree_map(lambda p, u: p - lr * u.astype(p.dtype), state.params, updates)
         d = self.ema_decay

@@ -147,6 +147,15 @@ def _make(maker: BatchMaker, idx, shards: int, mesh):
     return shard(stacked, mesh, shards)
 
 
+def _bootstrap_weights(counts, idx, graph, dtype):
+    """(K, G) and (K, N) weights of a batch: each member's count of each frame (0 on padding)."""
+    k, g_cap = counts.shape[0], graph.n_graph_capacity
+    per_graph = np.zeros((k, g_cap), dtype)
+    per_graph[:, :len(idx)] = counts[:, np.asarray(idx)]
+    per_node = per_graph[:, np.asarray(graph.node_graph)] * np.asarray(graph.node_mask)[None, :]
+    return jnp.asarray(per_graph), jnp.asarray(per_node)
+
+
 def _summaries(sums: dict) -> dict:
     """RMSEs from accumulated (squared-error sum, count): meV/atom, meV/Å, meV/Å³, me, me·Å."""
     out = {}
@@ -245,6 +254,15 @@ def train(cfg: TrainConfig, log=print) -> Run:
         if restored is not None:
             state, meta = restored
             log(f"resumed {out} at epoch {meta['epoch']}")
+    boot = None
+    if cfg.run.bootstrap:
+        if k < 2:
+            raise ValueError("run.bootstrap needs an ensemble (run.ensemble >= 2)")
+        n = len(train_frames)
+        boot = np.random.default_rng([cfg.run.seed, 7]).multinomial(n, np.full(n, 1.0 / n), size=k)  # (K, n)
+    elif k > 1:
+        boot = np.ones((k, len(train_frames)))
+
     def wrap(p):  # parameters -> the model file's object
         return EnsemblePotential(mconfig, p) if k > 1 else Potential(mconfig, p)
 
@@ -263,7 +281,8 @@ def train(cfg: TrainConfig, log=print) -> Run:
         for idx in _step_batches(train_maker, order, shards):
             g, t = _make(train_maker, idx, shards, mesh)
             lr = schedule(int(np.max(np.asarray(state.step))), meta["plateau_scale"])
-            state, loss, _ = steps.train(state, g, t, jnp.asarray(lr, dtype))
+            extra = () if boot is None else (_bootstrap_weights(boot, idx, g, dtype),)
+            state, loss, _ = steps.train(state, g, t, jnp.asarray(lr, dtype), *extra)
             losses.append(float(jnp.mean(loss)))
             if not math.isfinite(losses[-1]):
                 raise FloatingPointError(f"training loss became {losses[-1]} at epoch {epoch}; lower optim.lr")
