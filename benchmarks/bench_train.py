@@ -54,12 +54,16 @@ def _epochs(maker, steps, state, epochs, dtype):
     import jax.numpy as jnp
     import numpy as np
 
+    from eqlr_jax.train.trainer import _bootstrap_weights
+
     lr = jnp.asarray(1e-3, dtype)
     order = np.arange(len(maker.frames))
+    ones = np.ones((steps.ensemble, len(order))) if steps.ensemble else None
     for e in range(epochs):
         for idx in maker.batches(np.random.default_rng(e).permutation(order)):
             g, t = maker.make(idx)
-            state, loss, _ = steps.train(state, g, t, lr)
+            extra = () if ones is None else (_bootstrap_weights(ones, idx, g, dtype),)
+            state, loss, _ = steps.train(state, g, t, lr, *extra)
     jax.block_until_ready(state)
     return state
 

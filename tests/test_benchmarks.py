@@ -53,3 +53,10 @@ def test_bench_lr_ratio_and_profile_run():
     assert {r["variant"] for r in rows} == {"sr_r5_4", "lr_r5_2+2", "lr_r3_2+2"}
     (prof,) = _run("bench_lr.py", "--rows", "profile", "--natoms", "64", "--iters", "1")
     assert prof["lr_energy_forces_ms"] > 0
+
+
+def test_bench_train_runs_and_compiles_once_per_capacity():
+    (row,) = _run("bench_train.py", "--systems", "chain", "--kinds", "sr", "--dtypes", "float32", "--frames", "16",
+                  "--epochs", "1")
+    assert row["structures_per_s"] > 0 and row["compiles_later_epochs"] == 0
+    assert row["compiles_first_epoch"] <= row["capacities"]
