@@ -74,6 +74,30 @@ def _charges_plot(frames, lr_pot, path):
     plt.close(fig)
 
 
+def far_h_charges(frames, lr_pot) -> dict:
+    """Mean predicted and reference charge (e) of the far H, the H atom farthest from all other
+    H atoms (in C10H3+ the lone H at the unprotonated end), for the neutral and the charged frames."""
+    from .graph import build_graph
+    from .models import long_range_spec
+
+    out = {}
+    for want, name in ((0.0, "neutral"), (1.0, "protonated")):
+        pred, ref = [], []
+        for f in frames:
+            s = f.structure
+            if s.total_charge != want or f.charges is None:
+                continue
+            hs = np.flatnonzero(s.numbers == 1)
+            d = np.linalg.norm(s.positions[hs][:, None] - s.positions[hs][None], axis=-1) + 1e9 * np.eye(len(hs))
+            far = hs[np.argmax(d.min(axis=1))]
+            g, _ = build_graph(s, lr_pot.cutoff, lr_pot.species, long_range=long_range_spec(lr_pot.config))
+            pred.append(float(lr_pot(g, compute_stress=False)["charges"][far]))
+            ref.append(float(f.charges[far]))
+        if pred:
+            out[name] = (float(np.mean(pred)), float(np.mean(ref)), len(pred))
+    return out
+
+
 def _chain_axis(pos):
     centred = pos - pos.mean(axis=0)
     return np.linalg.svd(centred, full_matrices=False)[2][0]
@@ -112,6 +136,10 @@ def run_demo(out_dir: str = "demo-run", minutes: float = 2.5, features: int = 16
                           if name in results[k] else f"{'–':>18s}")
         log(f"{name:10s} {cell('sr'):>24s} {cell('lr'):>26s}   {unit}")
     log(f"epochs: SR {results['sr']['epochs']}, LR {results['lr']['epochs']}")
+    far = far_h_charges(test, pots["lr"])
+    results["far_h"] = far
+    for name, (p, r, n) in far.items():
+        log(f"far-end H charge, {name} chain ({n} test frames): LR {p:+.3f} e, reference {r:+.3f} e")
     better = [n for n, _ in rows[:2] if results["lr"][n]["rmse"] < results["sr"][n]["rmse"]]
     if len(better) == 2:
         log("The LR model is more accurate than the SR model on both energies and forces.")
