@@ -10,6 +10,7 @@ charge equilibration with the total charge as input.
 """
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from importlib import resources
@@ -148,6 +149,8 @@ def run_demo(out_dir: str = "demo-run", minutes: float = 2.5, features: int = 16
     else:
         log("Within this training budget the LR model did NOT beat the SR model; train longer "
             "(eqlr-jax demo --minutes 10) or see experiments/.")
+    with open(os.path.join(out_dir, "summary.json"), "w") as fh:
+        json.dump(results, fh, indent=1)
     log(f"plots: {out_dir}/parity_sr.png, parity_lr.png, charges_along_chain.png; models: {out_dir}/sr/best.eqlr, "
-        f"{out_dir}/lr/best.eqlr")
+        f"{out_dir}/lr/best.eqlr; numbers: {out_dir}/summary.json")
     return results
