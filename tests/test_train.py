@@ -286,3 +286,17 @@ def test_sharded_training_on_two_cpu_devices_equals_one_device(tmp_path, dataset
     a, b = eqlr_jax.load(tmp_path / "d2" / "final.eqlr"), eqlr_jax.load(tmp_path / "d1" / "final.eqlr")
     for x, y in zip(jax_leaves(a.params), jax_leaves(b.params)):
         np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-12)
+
+
+def test_ase_database_reads_like_extxyz(tmp_path):
+    import ase.db
+
+    frames = tf.molecules(4)
+    with ase.db.connect(tmp_path / "mol.db") as db:
+        for a in frames:
+            db.write(a, total_charge=a.info["total_charge"])
+    from_db = load_frames(tmp_path / "mol.db")
+    from_xyz = load_frames(tf.write(tmp_path / "mol.xyz", frames))
+    for a, b in zip(from_db, from_xyz):
+        assert abs(a.energy - b.energy) < 1e-6 and a.structure.total_charge == b.structure.total_charge
+        np.testing.assert_allclose(a.forces, b.forces, atol=1e-7)
