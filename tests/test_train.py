@@ -116,7 +116,7 @@ def test_overfitting_8_structures_gets_forces_below_1_meV_per_A(tmp_path):
     run = train(cfg, log=lambda *a: None)
     assert run.metrics[-1]["valid_forces_rmse"] < 1.0, run.metrics[-1]
     assert run.compiles == {"train": 1, "eval": 1}
-    for name in ("best.eqlr", "final.eqlr", "metrics.jsonl", "learning_curve.png", "config.json", "split.json"):
+    for name in ("best.eqlr", "final.eqlr", "metrics.jsonl", "learning_curve.png", "config.json", "split.json"):  # no test split here
         assert os.path.exists(tmp_path / "run" / name), name
 
 
@@ -216,6 +216,8 @@ def test_cli_train_and_evaluate(tmp_path, dataset):
     run = subprocess.run([sys.executable, "-m", "eqlr_jax.cli", "train", str(cfg), "optim.lr=1e-3"], cwd=ROOT,
                          capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
+    assert "test split:" in run.stdout
+    assert json.loads((tmp_path / "run" / "test_metrics.json").read_text())["forces"]["unit"] == "meV/Å"
     again = subprocess.run([sys.executable, "-m", "eqlr_jax.cli", "train", str(cfg)], cwd=ROOT,
                            capture_output=True, text=True, env=env)
     assert again.returncode == 2 and "already holds a run" in again.stderr

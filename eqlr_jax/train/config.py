@@ -75,6 +75,7 @@ class RunSection:
     resume: bool = _f(False, "continue the run in out_dir from its last checkpoint")
     overwrite: bool = _f(False, "replace a run already in out_dir")
     progress: bool = _f(True, "show a progress bar")
+    test_at_end: bool = _f(True, "evaluate the best model on the test split at the end (test_metrics.json)")
 
 
 _MODEL_AUTO = ("species", "avg_num_neighbors", "species_shift", "species_scale")

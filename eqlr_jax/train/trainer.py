@@ -328,6 +328,16 @@ def train(cfg: TrainConfig, log=print) -> Run:
     if primary:
         save(os.path.join(out, "final.eqlr"), wrap(jax.tree_util.tree_map(np.asarray, state.ema)))
         _learning_curve(meta["metrics"], os.path.join(out, "learning_curve.png"))
+    test = [frames[i] for i in splits["test"]]
+    if primary and test and cfg.run.test_at_end:
+        from .evaluate import metrics, predictions
+
+        best_model = wrap(best_params) if best_params is not None else None
+        if best_model is not None:
+            result = metrics(predictions(best_model, test, cfg.run.batch_size, dtype))
+            with open(os.path.join(out, "test_metrics.json"), "w") as fh:
+                json.dump(result, fh, indent=1)
+            log("test split: " + ", ".join(f"{k} RMSE {v['rmse']:.3g} {v['unit']}" for k, v in result.items()))
     if best_params is None:  # a resumed run that did not improve: the best model is on disk
         from ..io import load
 
