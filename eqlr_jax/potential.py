@@ -27,7 +27,7 @@ from .qeq import QEqConvergenceError
 from .runtime import Runtime
 from .structure import Structure
 
-__all__ = ["Potential", "predict", "trace_count"]
+__all__ = ["Potential", "energy_terms", "predict", "trace_count"]
 
 _TRACES = {"predict": 0}
 
@@ -53,15 +53,29 @@ def _gc_paused():
             gc.enable()
 
 
-def node_energies(config, params, graph: Graph, positions=None, cell=None,
-                  runtime: Runtime = Runtime()) -> jax.Array:
-    """(N,) per-atom energies in eV (0 on padded nodes). Pure; differentiable in positions/cell."""
+def energy_terms(config, params, graph: Graph, positions=None, cell=None, runtime: Runtime = Runtime(),
+                 guess=None) -> dict[str, jax.Array]:
+    """The energy of every structure of ``graph`` as a pure function of ``positions`` (N, 3) Å
+    and ``cell`` (G, 3, 3) Å (defaults: the graph's own), differentiable in both.
+
+    Returns ``energy`` (G,) and ``node_energies`` (N,), eV; long-range models add the other
+    outputs of :func:`~eqlr_jax.models.lr_terms` (charges, energy_short, energy_elec, the QEq
+    residual, ...), with ``guess`` (N,) e as the start of an iterative QEq solve.
+    """
     pos = graph.positions if positions is None else positions
     cel = graph.cell if cell is None else cell
     vec = graph.edge_vectors(pos, cel)
     if is_long_range(config):
-        return lr_terms(config, params, graph, vec, pos, cel, runtime)["node_energies"]
-    return sr_node_energies(*short_range_parts(config, params), graph, vec, runtime)
+        return lr_terms(config, params, graph, vec, pos, cel, runtime, guess)
+    e_node = sr_node_energies(*short_range_parts(config, params), graph, vec, runtime)
+    return {"energy": jax.ops.segment_sum(e_node, graph.node_graph, num_segments=graph.n_graph_capacity),
+            "node_energies": e_node}
+
+
+def node_energies(config, params, graph: Graph, positions=None, cell=None,
+                  runtime: Runtime = Runtime()) -> jax.Array:
+    """(N,) per-atom energies in eV (0 on padded nodes). Pure; differentiable in positions/cell."""
+    return energy_terms(config, params, graph, positions, cell, runtime)["node_energies"]
 
 
 @functools.partial(jax.jit, static_argnames=("config", "compute_stress", "runtime"))
@@ -235,6 +249,11 @@ class Potential:
                 f"{int(out['qeq_iterations'])} CG iterations; raise Runtime(qeq_max_iter=...) or use "
                 "Runtime(qeq_solver='dense')")
         return out
+
+    def terms(self, graph: Graph, positions=None, cell=None, charges_guess=None) -> dict[str, jax.Array]:
+        """:func:`energy_terms` of this potential: pure (no checks, no jit of its own), for
+        callers that differentiate it themselves (``eqlr_jax.jax_md``)."""
+        return energy_terms(self.config, self.params, graph, positions, cell, self.runtime, charges_guess)
 
     def energy(self, graph: Graph) -> jax.Array:
         """(G,) total energies, eV."""

@@ -26,7 +26,7 @@ from .ewald_setup import ETA_FACTOR, miller_indices
 from .pairs import half_pairs
 from .validation import check_accuracy, check_cell
 
-__all__ = ["StructureParts", "structure_parts", "assemble_flat_data"]
+__all__ = ["StructureParts", "structure_parts", "ewald_parameters", "assemble_flat_data"]
 
 
 class StructureParts(NamedTuple):
@@ -71,13 +71,21 @@ def structure_parts(positions, cell, pbc, gamma_max: float, accuracy: float = DE
     except ValueError as e:
         raise ValueError(f"{e}. A slab (pbc={pbc.tolist()}) needs a 3-D cell whose non-periodic vector"
                          " spans the vacuum") from e
-    acc = check_accuracy(accuracy)
-    s = math.sqrt(-2.0 * math.log(acc))
-    eta = max(eta_factor * (abs(np.linalg.det(cell)) ** 2 / max(n, 1)) ** (1.0 / 6.0), gamma_max)
-    r_cut = s * max(eta, gamma_max)
+    eta, r_cut, k_cut = ewald_parameters(cell, n, gamma_max, accuracy, eta_factor)
     i, j, shifts = half_pairs(pos, cell, r_cut)
     slab = (~pbc).astype(np.float64)
-    return StructureParts(i, j, shifts, miller_indices(cell, s / eta), float(eta), float(r_cut), True, slab)
+    return StructureParts(i, j, shifts, miller_indices(cell, k_cut), eta, r_cut, True, slab)
+
+
+def ewald_parameters(cell, n_atoms: int, gamma_max: float, accuracy: float = DEFAULT_ACCURACY,
+                     eta_factor: float = ETA_FACTOR) -> tuple[float, float, float]:
+    """(η, r_cut, k_cut) of the Ewald sum of a periodic cell: η = max(c (V²/N)^{1/6}, γ_max) Å,
+    r_cut = s max(η, γ_max) Å, k_cut = s/η 1/Å, s = √(−2 ln ε)."""
+    acc = check_accuracy(accuracy)
+    s = math.sqrt(-2.0 * math.log(acc))
+    eta = max(eta_factor * (abs(np.linalg.det(np.asarray(cell, np.float64))) ** 2 / max(n_atoms, 1)) ** (1.0 / 6.0),
+              gamma_max)
+    return float(eta), float(s * max(eta, gamma_max)), float(s / eta)
 
 
 def assemble_flat_data(parts, node_offsets, n_pair: int, n_kvector: int, n_graph: int, dtype):

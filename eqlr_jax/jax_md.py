@@ -1,0 +1,560 @@
+"""jax-md integration: an eqlr_jax potential as a jax-md energy function, with its neighbour lists.
+
+::
+
+    from jax_md import space, simulate
+    from eqlr_jax.jax_md import potential_neighbor_list
+
+    box = atoms.cell.array.T                      # jax-md: lattice vectors as columns
+    displacement_fn, shift_fn = space.periodic_general(box, fractional_coordinates=True)
+    neighbor_fn, energy_fn = potential_neighbor_list(displacement_fn, box, pot, atoms.numbers,
+                                                     total_charge=0.0, fractional_coordinates=True)
+    R = atoms.get_scaled_positions()
+    nbrs = neighbor_fn.allocate(R)
+    init_fn, apply_fn = simulate.nve(energy_fn, shift_fn, dt)
+    state = init_fn(key, R, mass=masses, neighbor=nbrs)
+    state = apply_fn(state, neighbor=nbrs); nbrs = nbrs.update(state.position)
+    assert not nbrs.did_buffer_overflow              # else: nbrs = neighbor_fn.allocate(...), redo
+
+``energy_fn(R, neighbor, **kwargs)`` is the total energy in eV. It builds, inside jit, the same
+:class:`~eqlr_jax.graph.Graph` the model sees from ASE and training and evaluates the model on it
+(:meth:`Potential.terms`), so its forces and stress equal the ASE calculator's. It honours
+``box=`` (the cell: NPT) and ``perturbation=`` (a strain of all coordinates and of the cell:
+``jax_md.quantity.stress``/``pressure``; jax-md's stress is minus ASE's), and
+``charges_guess=`` (N,) e, the start of an iterative QEq solve (:func:`qeq_integrator` carries it).
+
+Design choices (see also the README, "Molecular dynamics"):
+
+* **Neighbour lists.** jax-md's ``partition.neighbor_list`` uses the minimum image and silently
+  drops neighbours when the cutoff exceeds half the cell. This module has its own jit-able
+  multi-image list instead (the algorithm of ``jax_md.custom_partition.neighbor_list_multi_image``:
+  every atom pair under every lattice translation of a stencil sized from the cell heights),
+  because the model also needs (a) edges sorted by receiver, (b) a *half* list for the Ewald
+  real-space pairs, (c) lists that survive atoms being wrapped back into the box: each list
+  keeps the fractional reference positions it was built from, and the energy corrects an edge's
+  integer shift by the atoms' wrap counts round(u − u_ref), so a wrapped atom does not force a
+  rebuild, and (d) one overflow flag for both lists, the stencil and the k-vector set. The cost
+  is O(S N²) per rebuild (S translations); with the skin ``dr_threshold`` (default 0.5 Å) a
+  rebuild happens only when some atom has moved more than half the skin.
+* **Two lists.** The network's edges (full list, cutoff ``r_max``) and, for long-range models,
+  the Ewald real-space pairs (half list, the Ewald cutoff) of periodic cells; an open structure
+  (``box=None``) takes every pair once (built on the host). Both live in one
+  :class:`NeighborList` pytree with ``did_buffer_overflow`` and ``update``.
+* **k-vectors.** The Ewald splitting width η, the real-space cutoff and k_cut are chosen once,
+  on the host, from the initial box (as the ASE path does for that box); they stay valid for
+  any cell. The Miller indices are a FIXED list per allocation, all n with |k(n)| ≤
+  (1 + ``kvector_margin``) k_cut for the allocation's cell, with no |k| mask inside jit: the
+  energy is smooth in the cell. It still covers every k within k_cut while the cell's linear
+  stretch σ_max(C_alloc⁻¹ C) ≤ 1 + margin; beyond that ``did_buffer_overflow`` is set and
+  ``allocate(R, box=...)`` picks a new list. Terms beyond k_cut are below the Ewald accuracy,
+  so a new list changes the energy only at that level.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import warnings
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .electrostatics.ewald_setup import miller_indices
+from .electrostatics.flat import FlatData
+from .electrostatics.flat_setup import ewald_parameters
+from .graph import Graph, species_indices
+from .models import long_range_spec
+
+__all__ = ["potential_neighbor_list", "md_functions", "MDFunctions", "NeighborList", "NeighborFns",
+           "qeq_integrator", "QEqState", "trace_count"]
+
+_TRACES = {"terms": 0}
+
+#: keyword arguments of :func:`potential_neighbor_list` beyond the named ones, with defaults
+NEIGHBOR_DEFAULTS = {"dr_threshold": 0.5, "capacity_multiplier": 1.25, "pbc": None, "kvector_margin": 0.05}
+
+
+def trace_count() -> int:
+    """Times an energy function of this module has been traced (compiled) in this process."""
+    return _TRACES["terms"]
+
+
+# ---------------------------------------------------------------------------------------------
+# multi-image neighbour lists
+
+
+def _heights(cell):
+    """(3,) distances between opposite faces of the cell with rows ``cell`` (NumPy or jnp)."""
+    lib = jnp if isinstance(cell, jax.Array) else np
+    inv = lib.linalg.inv(cell)
+    return 1.0 / lib.linalg.norm(inv, axis=0)
+
+
+def _stencil_extent(cell, cutoff: float, pbc) -> tuple[int, ...]:
+    """Images needed along each axis to find every neighbour within ``cutoff`` (host)."""
+    h = _heights(np.asarray(cell, np.float64))
+    return tuple(int(math.ceil(cutoff / h[a])) if pbc[a] else 0 for a in range(3))
+
+
+def _stencil(extent) -> np.ndarray:
+    """(S, 3) integer translations, row s and row S−1−s opposite; the zero one in the middle."""
+    axes = [np.arange(-n, n + 1) for n in extent]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3).astype(np.int32)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Edges:
+    """One padded edge list: entry e is atom ``senders[e]`` under translation ``shifts[e]`` seen
+    from atom ``receivers[e]`` (vector x_s − x_r + shifts @ cell at the list's reference
+    positions); sorted by receiver; padding (N−1, N−1, 0) with ``mask`` False."""
+
+    receivers: jax.Array  # (E,) int32
+    senders: jax.Array    # (E,) int32
+    shifts: jax.Array     # (E, 3) int32
+    mask: jax.Array       # (E,) bool
+    count: jax.Array      # () int32: entries found (> E means the list overflowed)
+
+    @property
+    def capacity(self) -> int:
+        return self.receivers.shape[0]
+
+
+def _candidates(x, cell, stencil: np.ndarray, cutoff: float, half: bool):
+    """(N·S·N,) bool, receiver-major: is |x_j − x_i + S·cell| < cutoff for (i, S, j)?
+
+    ``half``: each unordered pair once (i < j, and for i = j one of ±S)."""
+    n, s = x.shape[0], stencil.shape[0]
+    zero = s // 2
+    sh = jnp.asarray(stencil, x.dtype) @ cell                                   # (S, 3)
+    d = x[None, None, :, :] + sh[None, :, None, :] - x[:, None, None, :]        # (N_i, S, N_j, 3)
+    ok = jnp.sum(d * d, axis=-1) < cutoff * cutoff
+    ii = jnp.arange(n)[:, None, None]
+    jj = jnp.arange(n)[None, None, :]
+    ss = jnp.arange(s)[None, :, None]
+    if half:
+        ok = ok & ((ii < jj) | ((ii == jj) & (ss > zero)))
+    else:
+        ok = ok & ~((ii == jj) & (ss == zero))
+    return ok.reshape(-1)
+
+
+def _build_edges(x, cell, stencil: np.ndarray, cutoff: float, capacity: int, half: bool) -> Edges:
+    """Every (receiver i, sender j, translation S) within ``cutoff`` (jit-able), padded to
+    ``capacity``; enumerated receiver-major, so the list comes out sorted by receiver."""
+    n, s = x.shape[0], stencil.shape[0]
+    flat = _candidates(x, cell, stencil, cutoff, half)
+    count = jnp.sum(flat, dtype=jnp.int32)
+    pad = (n - 1) * s * n + (s // 2) * n + (n - 1)
+    (idx,) = jnp.nonzero(flat, size=capacity, fill_value=pad)
+    rec = (idx // (s * n)).astype(jnp.int32)
+    snd = (idx % n).astype(jnp.int32)
+    shifts = jnp.asarray(stencil)[(idx // n) % s]
+    return Edges(rec, snd, shifts, jnp.arange(capacity) < count, count)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class NeighborList:
+    """The neighbour lists of one system (a pytree): the network's edges (``sr``), the Ewald
+    real-space pairs (``lr``, periodic long-range models, else None), the Miller indices of the
+    k-vectors (``miller``, idem) and the reference the lists were built from.
+
+    ``did_buffer_overflow`` is True when a list ran out of capacity, the cell has shrunk below
+    the image stencil, or stretched past the k-vector margin: reallocate with
+    ``neighbor_fn.allocate(R, box=...)`` and redo the steps since the last good list.
+    """
+
+    sr: Edges
+    lr: Edges | None
+    miller: jax.Array | None      # (K, 3) in the positions' dtype
+    reference_position: jax.Array  # (N, 3) fractional (periodic) or Cartesian (open), at the last build
+    reference_box: jax.Array | None  # (3, 3) jax-md box at the last build (None: open)
+    box: jax.Array | None          # (3, 3) jax-md box of the last update (None: open)
+    kvector_box: jax.Array | None  # (3, 3) jax-md box the Miller indices were chosen for
+    did_buffer_overflow: jax.Array
+    update_fn: Callable = dataclasses.field(metadata=dict(static=True), default=None)
+    sr_extent: tuple = dataclasses.field(metadata=dict(static=True), default=(0, 0, 0))
+    lr_extent: tuple = dataclasses.field(metadata=dict(static=True), default=(0, 0, 0))
+
+    def update(self, position, **kwargs) -> "NeighborList":
+        """The lists for new positions (and ``box=``), rebuilt in place when needed (jit-able)."""
+        return self.update_fn(position, self, **kwargs)
+
+    @property
+    def idx(self):
+        """(receivers, senders) of the network's edges, as jax-md's sparse lists."""
+        return self.sr.receivers, self.sr.senders
+
+
+class NeighborFns(NamedTuple):
+    """``allocate(R, extra_capacity=0, box=None)`` (host, not jit-able: sizes the lists) and
+    ``update(R, neighbors, box=None)`` (jit-able), as jax-md's ``NeighborListFns``."""
+
+    allocate: Callable
+    update: Callable
+
+
+# ---------------------------------------------------------------------------------------------
+# the energy function
+
+
+class MDFunctions(NamedTuple):
+    """What :func:`md_functions` returns.
+
+    Attributes:
+        neighbor_fn: :class:`NeighborFns`.
+        energy_fn: ``energy_fn(R, neighbor, **kwargs)`` -> () total energy, eV.
+        terms_fn: ``terms_fn(R, neighbor, **kwargs)`` -> dict of () ``energy``, ``energy_short``,
+            ``energy_elec`` (eV), ``charges`` (N,) e, ``total_charge`` () e, ``qeq_residual`` ()
+            eV/e, ``qeq_iterations`` (); short-range models give zero charges and E_elec.
+        species: (N,) atomic numbers. long_range: whether the model has charges.
+    """
+
+    neighbor_fn: NeighborFns
+    energy_fn: Callable
+    terms_fn: Callable
+    species: np.ndarray
+    long_range: bool
+
+
+def potential_neighbor_list(displacement_fn, box, potential, species, *, total_charge: float = 0.0,
+                            fractional_coordinates: bool = False, **neighbor_kwargs):
+    """``(neighbor_fn, energy_fn)`` of ``potential`` for jax-md (see the module docstring).
+
+    Args:
+        displacement_fn: jax-md displacement function (accepted for the usual jax-md signature;
+            the periodicity comes from ``box`` and ``pbc``, the images from the lists).
+        box: (3, 3) jax-md box, lattice vectors as COLUMNS (``atoms.cell.array.T``), Å; or a
+            scalar / (3,) for cubic / orthorhombic cells; ``None`` for an isolated molecule.
+        potential: an :class:`eqlr_jax.Potential` (anything with ``config``, ``runtime`` and a
+            pure ``terms(graph, positions, cell, charges_guess)``).
+        species: (N,) atomic numbers, one per atom.
+        total_charge: net charge of the system, e (long-range models).
+        fractional_coordinates: positions are fractional (as ``space.periodic_general(box,
+            fractional_coordinates=True)``, which jax-md's NPT needs), else Cartesian Å.
+        **neighbor_kwargs: ``dr_threshold`` (skin, Å, default 0.5), ``capacity_multiplier``
+            (default 1.25), ``pbc`` ((3,) bool, default all True with a box), ``kvector_margin``
+            (default 0.05, see the module docstring).
+
+    Raises:
+        ValueError: species unknown to the model, a bad box or pbc, fractional coordinates
+            without a box, an unknown keyword.
+    """
+    fns = md_functions(displacement_fn, box, potential, species, total_charge=total_charge,
+                       fractional_coordinates=fractional_coordinates, **neighbor_kwargs)
+    return fns.neighbor_fn, fns.energy_fn
+
+
+def _box_matrix(box, dtype=None):
+    """A jax-md box (scalar, (3,) or (3, 3)) as a (3, 3) matrix with lattice vectors as columns."""
+    b = jnp.asarray(box) if dtype is None else jnp.asarray(box, dtype)
+    if b.ndim == 0:
+        return b * jnp.eye(3, dtype=b.dtype)
+    if b.shape == (3,):
+        return jnp.diag(b)
+    if b.shape == (3, 3):
+        return b
+    raise ValueError(f"box must be a scalar, (3,) or (3, 3) (lattice vectors as columns), got shape {b.shape}")
+
+
+def md_functions(displacement_fn, box, potential, species, *, total_charge: float = 0.0,
+                 fractional_coordinates: bool = False, **neighbor_kwargs) -> MDFunctions:
+    """:func:`potential_neighbor_list` plus the per-term energies and charges (``terms_fn``)."""
+    from jax_md import space
+
+    del displacement_fn
+    unknown = set(neighbor_kwargs) - set(NEIGHBOR_DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown keyword argument(s) {sorted(unknown)}; known: {sorted(NEIGHBOR_DEFAULTS)}")
+    opts = {**NEIGHBOR_DEFAULTS, **neighbor_kwargs}
+    skin = float(opts["dr_threshold"])
+    multiplier = float(opts["capacity_multiplier"])
+    margin = float(opts["kvector_margin"])
+    if skin < 0 or multiplier < 1 or margin < 0:
+        raise ValueError(f"need dr_threshold >= 0, capacity_multiplier >= 1, kvector_margin >= 0; got {opts}")
+    numbers = np.asarray(species)
+    if numbers.ndim != 1 or not np.issubdtype(numbers.dtype, np.integer) or len(numbers) == 0:
+        raise ValueError(f"species must be a non-empty (N,) array of atomic numbers, got {numbers.dtype} "
+                         f"{numbers.shape}")
+    n = len(numbers)
+    idx = jnp.asarray(species_indices(numbers, potential.species))
+    spec = long_range_spec(potential.config, potential.runtime)
+    periodic = box is not None
+    if periodic:
+        box0 = np.asarray(_box_matrix(box), np.float64)
+        if not np.all(np.isfinite(box0)) or abs(np.linalg.det(box0)) < 1e-9:
+            raise ValueError(f"box must be a finite, non-singular matrix (lattice vectors as columns), got {box0}")
+        pbc = np.ones(3, bool) if opts["pbc"] is None else np.broadcast_to(np.asarray(opts["pbc"], bool), (3,))
+        if not pbc.any():
+            raise ValueError("pbc is all False: pass box=None for an isolated structure")
+        if spec is not None and pbc.sum() == 1:
+            raise ValueError("long-range electrostatics of 1-D periodic structures (wires) is not supported")
+    else:
+        if fractional_coordinates:
+            raise ValueError("fractional_coordinates=True needs a box")
+        if opts["pbc"] is not None and np.any(opts["pbc"]):
+            raise ValueError("pbc needs a box")
+        box0, pbc = None, np.zeros(3, bool)
+    tq = float(total_charge)
+    if not math.isfinite(tq):
+        raise ValueError(f"total_charge must be finite, got {total_charge}")
+    if spec is None and tq != 0:
+        warnings.warn("a short-range model ignores the total charge", stacklevel=2)
+    r_max = float(potential.cutoff)
+    lr_periodic = spec is not None and periodic
+    if spec is not None:
+        gamma_max = float(np.max(np.asarray(spec.gamma_max)[np.asarray(idx)]))
+        if periodic:
+            eta, r_cut, k_cut = ewald_parameters(box0.T, n, gamma_max, spec.accuracy, spec.eta_factor)
+        else:
+            pi, pj = np.triu_indices(n, k=1)
+            open_pairs = (jnp.asarray(pi, jnp.int32), jnp.asarray(pj, jnp.int32))
+    lr_pbc = np.ones(3, bool)  # the Ewald sum is 3-D periodic (a slab adds its dipole correction)
+
+    # -- positions and cell ------------------------------------------------------------------
+    def geometry(R, box_in, perturbation=None):
+        """Cartesian positions (N, 3), cell rows (3, 3) (zeros when open), fractional u (N, 3)."""
+        R = jnp.asarray(R)
+        if R.shape != (n, 3):
+            raise ValueError(f"positions must have shape ({n}, 3) (one row per species entry), got {R.shape}")
+        if not periodic:
+            x, cell = R, jnp.zeros((3, 3), R.dtype)
+            u = jax.lax.stop_gradient(x)
+        else:
+            b = _box_matrix(box_in, R.dtype)
+            cell = b.T
+            if fractional_coordinates:
+                x = space.transform(b, R)  # its custom jvp: dE/dR is the Cartesian gradient
+                u = jax.lax.stop_gradient(R)
+            else:
+                x = R
+                u = jax.lax.stop_gradient(R @ jnp.linalg.inv(cell))
+        if perturbation is not None:
+            x = space.raw_transform(perturbation, x)
+            cell = space.raw_transform(perturbation, cell)
+        return x, cell, u
+
+    # -- lists -------------------------------------------------------------------------------
+    def build(u, cell, sr_extent, lr_extent, caps):
+        x = u @ cell if periodic else u
+        c = cell if periodic else jnp.zeros((3, 3), u.dtype)
+        sr = _build_edges(x, c, _stencil(sr_extent), r_max + skin, caps[0], half=False)
+        lr = _build_edges(x, c, _stencil(lr_extent), r_cut + skin, caps[1], half=True) if lr_periodic else None
+        return sr, lr
+
+    @functools.partial(jax.jit, static_argnums=(2, 3))
+    def count(u, cell, sr_extent, lr_extent):
+        x = u @ cell if periodic else u
+        c = cell if periodic else jnp.zeros((3, 3), u.dtype)
+        n_sr = jnp.sum(_candidates(x, c, _stencil(sr_extent), r_max + skin, half=False), dtype=jnp.int32)
+        n_lr = (jnp.sum(_candidates(x, c, _stencil(lr_extent), r_cut + skin, half=True), dtype=jnp.int32)
+                if lr_periodic else jnp.zeros((), jnp.int32))
+        return n_sr, n_lr
+
+    def overflow(nb: NeighborList, cell):
+        flag = nb.sr.count > nb.sr.capacity
+        if periodic:
+            h = _heights(cell)
+            for ext, rc in ((nb.sr_extent, r_max), (nb.lr_extent, r_cut if lr_periodic else None)):
+                if rc is None:
+                    continue
+                need = jnp.where(jnp.asarray(pbc), jnp.ceil((rc + skin) / h), 0.0)
+                flag = flag | jnp.any(need > jnp.asarray(ext, h.dtype))
+        if lr_periodic:
+            flag = flag | (nb.lr.count > nb.lr.capacity)
+            stretch = jnp.linalg.inv(nb.kvector_box.T) @ cell  # C_alloc⁻¹ C, rows = lattice vectors
+            flag = flag | (jnp.linalg.svd(stretch, compute_uv=False)[0] > 1.0 + margin + 1e-12)
+        return flag
+
+    _build_jit = jax.jit(build, static_argnums=(2, 3, 4))
+
+    def allocate(R, extra_capacity: int = 0, box=None, **kwargs) -> NeighborList:
+        """A new list sized for ``R`` (and ``box``, default: the factory's box): host code."""
+        R = jnp.asarray(R)
+        b = _box_matrix(box0 if box is None else box, R.dtype) if periodic else None
+        _, cell, u = geometry(R, b)
+        sr_ext = _stencil_extent(cell, r_max + skin, pbc) if periodic else (0, 0, 0)
+        lr_ext = _stencil_extent(cell, r_cut + skin, lr_pbc) if lr_periodic else (0, 0, 0)
+        n_sr, n_lr = (int(c) for c in count(u, cell, sr_ext, lr_ext))
+        caps = (max(int(n_sr * multiplier) + n * int(extra_capacity), 1),
+                max(int(n_lr * multiplier) + n * int(extra_capacity), 1))
+        sr, lr = _build_jit(u, cell, sr_ext, lr_ext, caps)
+        miller = None
+        if lr_periodic:
+            miller = jnp.asarray(miller_indices(np.asarray(cell, np.float64), k_cut * (1.0 + margin)), R.dtype)
+            if miller.shape[0] == 0:
+                miller = jnp.zeros((1, 3), R.dtype)  # masked by k = 0 (no term)
+        nb = NeighborList(sr=sr, lr=lr, miller=miller, reference_position=u, reference_box=b, box=b,
+                          kvector_box=b if lr_periodic else None, did_buffer_overflow=jnp.zeros((), bool),
+                          update_fn=update, sr_extent=sr_ext, lr_extent=lr_ext)
+        return dataclasses.replace(nb, did_buffer_overflow=overflow(nb, cell))
+
+    def update(R, neighbors: NeighborList | None = None, **kwargs) -> NeighborList:
+        if neighbors is None:
+            return allocate(R, **kwargs)
+        R = jnp.asarray(R)
+        b = _box_matrix(kwargs["box"], R.dtype) if (periodic and "box" in kwargs) else neighbors.box
+        _, cell, u = geometry(R, b)
+
+        def rebuild(_):
+            sr, lr = build(u, cell, neighbors.sr_extent, neighbors.lr_extent,
+                           (neighbors.sr.capacity, neighbors.lr.capacity if lr_periodic else 1))
+            return dataclasses.replace(neighbors, sr=sr, lr=lr, reference_position=u, reference_box=b)
+
+        if skin > 0:
+            if periodic:
+                ref_cell = neighbors.reference_box.T
+                wraps = jnp.round(u - neighbors.reference_position)
+                dx = (u - wraps) @ cell - neighbors.reference_position @ ref_cell
+                ext = jnp.asarray(max(neighbors.sr_extent, neighbors.lr_extent), cell.dtype)
+                deform = jnp.sum(ext * jnp.linalg.norm(cell - ref_cell, axis=1))
+            else:
+                dx, deform = u - neighbors.reference_position, 0.0
+            moved = 2.0 * jnp.sqrt(jnp.max(jnp.sum(dx * dx, axis=-1))) + deform
+            nb = jax.lax.cond(moved >= skin, rebuild, lambda _: neighbors, None)
+        else:
+            nb = rebuild(None)
+        nb = dataclasses.replace(nb, box=b)
+        return dataclasses.replace(nb, did_buffer_overflow=overflow(nb, cell))
+
+    # -- graph and energy --------------------------------------------------------------------
+    def edge_shifts(edges: Edges, wraps):
+        """Shifts that keep each entry's image under atoms wrapped since the list was built."""
+        return (edges.shifts + wraps[edges.receivers] - wraps[edges.senders]).astype(wraps.dtype)
+
+    def make_graph(x, cell, u, nb: NeighborList) -> Graph:
+        dt = x.dtype
+        wraps = jnp.round(u - nb.reference_position) if periodic else jnp.zeros_like(u)
+        sr_shift = edge_shifts(nb.sr, wraps)
+        vec = x[nb.sr.senders] - x[nb.sr.receivers] + sr_shift @ cell
+        within = jnp.sum(jax.lax.stop_gradient(vec) ** 2, axis=-1) < r_max * r_max
+        cells = jnp.stack([cell, jnp.zeros((3, 3), dt)])
+        long_range = None
+        if spec is not None:
+            if lr_periodic:
+                k = nb.miller.shape[0]
+                long_range = FlatData(
+                    pair_i=nb.lr.receivers, pair_j=nb.lr.senders, pair_shift=edge_shifts(nb.lr, wraps),
+                    pair_mask=nb.lr.mask, miller=nb.miller, k_graph=jnp.zeros(k, jnp.int32),
+                    k_mask=jnp.ones(k, bool), eta=jnp.asarray([eta, 1.0], dt), r_cut=jnp.asarray([r_cut, np.inf], dt),
+                    periodic=jnp.asarray([True, False]), slab=jnp.asarray([~pbc, np.zeros(3, bool)], dt))
+            else:
+                p = open_pairs[0].shape[0]
+                long_range = FlatData(
+                    pair_i=open_pairs[0], pair_j=open_pairs[1], pair_shift=jnp.zeros((p, 3), dt),
+                    pair_mask=jnp.ones(p, bool), miller=jnp.zeros((1, 3), dt), k_graph=jnp.ones(1, jnp.int32),
+                    k_mask=jnp.zeros(1, bool), eta=jnp.ones(2, dt), r_cut=jnp.full(2, np.inf, dt),
+                    periodic=jnp.zeros(2, bool), slab=jnp.zeros((2, 3), dt))
+        return Graph(positions=x, species=idx, node_graph=jnp.zeros(n, jnp.int32), node_mask=jnp.ones(n, bool),
+                     senders=nb.sr.senders, receivers=nb.sr.receivers, shifts=sr_shift,
+                     edge_mask=nb.sr.mask & within, cell=cells, pbc=jnp.asarray([pbc, np.zeros(3, bool)]),
+                     total_charge=jnp.asarray([tq, 0.0], dt), graph_mask=jnp.asarray([True, False]),
+                     long_range=long_range)
+
+    def terms_fn(R, neighbor: NeighborList, charges_guess=None, **kwargs) -> dict:
+        _TRACES["terms"] += 1
+        b = kwargs.get("box", neighbor.box) if periodic else None
+        x, cell, u = geometry(R, b, kwargs.get("perturbation"))
+        graph = make_graph(x, cell, u, neighbor)
+        t = potential.terms(graph, x, graph.cell, charges_guess)
+        e = t["energy"][0]
+        out = {"energy": e}
+        if spec is None:
+            zero = jnp.zeros((), x.dtype)
+            out.update(energy_short=e, energy_elec=zero, charges=jnp.zeros(n, x.dtype), total_charge=zero,
+                       qeq_residual=zero, qeq_iterations=jnp.zeros((), jnp.int32))
+        else:
+            out.update(energy_short=t["energy_short"][0], energy_elec=t["energy_elec"][0], charges=t["charges"],
+                       total_charge=jnp.sum(t["charges"]), qeq_residual=t["qeq_residual"],
+                       qeq_iterations=t["qeq_iterations"])
+        return out
+
+    def energy_fn(R, neighbor: NeighborList, **kwargs):
+        return terms_fn(R, neighbor, **kwargs)["energy"]
+
+    return MDFunctions(NeighborFns(allocate, update), energy_fn, terms_fn, numbers, spec is not None)
+
+
+# ---------------------------------------------------------------------------------------------
+# QEq in MD: the previous charges as the warm start
+
+
+class QEqState(NamedTuple):
+    """An integrator state with the charges of its positions (the next solve's warm start).
+
+    Attributes:
+        md: the jax-md state. charges: (N,) e. terms: the ``terms_fn`` outputs at ``md``'s
+        positions (``energy``, ``energy_short``, ``energy_elec``, ``qeq_residual``, ...).
+    """
+
+    md: Any
+    charges: jax.Array
+    terms: dict
+
+
+def qeq_integrator(integrator, fns: MDFunctions, shift_fn, *args, **kwargs):
+    """A jax-md integrator whose force evaluations start QEq from the previous step's charges.
+
+    ``integrator`` is a jax-md factory (``simulate.nve``, ``nvt_langevin``, ``nvt_nose_hoover``,
+    ``npt_nose_hoover``, ...), called as ``integrator(energy_or_force_fn, shift_fn, *args,
+    **kwargs)``. Returns ``(init_fn, apply_fn)`` on :class:`QEqState`:
+    ``init_fn(key, R, neighbor=..., **kw)`` and ``apply_fn(state, neighbor=..., **kw)``.
+
+    Integrators that take a force function get one that returns the charges and the other terms
+    of the same evaluation (no extra work). ``npt_nose_hoover`` differentiates the energy with
+    respect to the cell itself, so there the charges at the new positions come from one more
+    evaluation of the energy without derivatives (which XLA trims to stage 1 and QEq).
+    """
+    from jax_md import simulate
+
+    needs_energy = integrator is simulate.npt_nose_hoover
+
+    def forces_with_terms(captured, neighbor, guess):
+        def force_fn(R, **kw):
+            kw.pop("neighbor", None)
+            (_, t), g = jax.value_and_grad(lambda r: _energy_aux(fns, r, neighbor, guess, kw), has_aux=True)(R)
+            captured.append(t)
+            return -g
+        return force_fn
+
+    def energy_with_guess(neighbor, guess):
+        def energy_fn(R, **kw):
+            kw.pop("neighbor", None)
+            return fns.energy_fn(R, neighbor, charges_guess=guess, **kw)
+        return energy_fn
+
+    def _box_kw(md):
+        return {"box": simulate.npt_box(md)} if hasattr(md, "box_position") else {}
+
+    def init_fn(key, R, neighbor, **kw):
+        t = fns.terms_fn(R, neighbor, **{k: v for k, v in kw.items() if k == "box"})
+        guess = t["charges"] if fns.long_range else None
+        if needs_energy:
+            md_init, _ = integrator(energy_with_guess(neighbor, guess), shift_fn, *args, **kwargs)
+        else:
+            md_init, _ = integrator(forces_with_terms([], neighbor, guess), shift_fn, *args, **kwargs)
+        md = md_init(key, R, **kw)
+        return QEqState(md, t["charges"], t)
+
+    def apply_fn(state: QEqState, neighbor, **kw):
+        guess = state.charges if fns.long_range else None
+        if needs_energy:
+            _, md_apply = integrator(energy_with_guess(neighbor, guess), shift_fn, *args, **kwargs)
+            md = md_apply(state.md, **kw)
+            t = fns.terms_fn(md.position, neighbor, charges_guess=guess, **_box_kw(md))
+        else:
+            captured = []
+            _, md_apply = integrator(forces_with_terms(captured, neighbor, guess), shift_fn, *args, **kwargs)
+            md = md_apply(state.md, **kw)
+            t = captured[-1]  # the force evaluation at md.position (after jax-md's eval_shape probe)
+        return QEqState(md, t["charges"], t)
+
+    return init_fn, apply_fn
+
+
+def _energy_aux(fns: MDFunctions, R, neighbor, guess, kw):
+    t = fns.terms_fn(R, neighbor, charges_guess=guess, **kw)
+    return t["energy"], jax.lax.stop_gradient(t)
