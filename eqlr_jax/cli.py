@@ -1,5 +1,6 @@
 """Command line: ``eqlr-jax demo`` (build, save, reload and use a model through ASE) and
-``eqlr-jax info MODEL`` (describe a model file). Later issues add ``train``, ``evaluate``, ``md``."""
+``eqlr-jax info MODEL`` (describe a model file), ``eqlr-jax md MODEL STRUCTURE`` (molecular dynamics,
+:mod:`eqlr_jax.md`). Later issues add ``train`` and ``evaluate``."""
 from __future__ import annotations
 
 import argparse
@@ -98,6 +99,9 @@ def main(argv=None) -> int:
     i = sub.add_parser("info", help="describe a model file")
     i.add_argument("model")
     i.set_defaults(func=_info)
+    from .md import add_md_parser
+
+    add_md_parser(sub)
     args = p.parse_args(argv)
     try:
         return args.func(args)
