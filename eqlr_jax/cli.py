@@ -1,4 +1,5 @@
-"""Command line of eqlr_jax: ``demo``, ``train``, ``evaluate``, ``info``."""
+"""Command line of eqlr_jax: ``demo``, ``train``, ``evaluate``, ``md`` (molecular dynamics,
+:mod:`eqlr_jax.md`), ``info``."""
 from __future__ import annotations
 
 import argparse
@@ -124,6 +125,9 @@ def main(argv=None) -> int:
     i = sub.add_parser("info", help="describe a model file")
     i.add_argument("model")
     i.set_defaults(func=_info)
+    from .md import add_md_parser
+
+    add_md_parser(sub)
     args = p.parse_args(argv)
     try:
         return args.func(args)

@@ -34,8 +34,11 @@ Design choices (see also the README, "Molecular dynamics"):
   keeps the fractional reference positions it was built from, and the energy corrects an edge's
   integer shift by the atoms' wrap counts round(u − u_ref), so a wrapped atom does not force a
   rebuild, and (d) one overflow flag for both lists, the stencil and the k-vector set. The cost
-  is O(S N²) per rebuild (S translations); with the skin ``dr_threshold`` (default 0.5 Å) a
-  rebuild happens only when some atom has moved more than half the skin.
+  is O(S N²) per rebuild (S translations). With the skin ``dr_threshold`` (default 0.5 Å),
+  ``update`` rebuilds only once the pair distances may have changed by half the skin
+  (2 max |displacement| + cell deformation ≥ dr_threshold / 2), so a list stays complete for as
+  much motion again after its last update; ``terms_fn`` checks at every evaluation that the full
+  skin is not used up (``neighbors_ok``), so a force is never computed from an incomplete list.
 * **Two lists.** The network's edges (full list, cutoff ``r_max``) and, for long-range models,
   the Ewald real-space pairs (half list, the Ewald cutoff) of periodic cells; an open structure
   (``box=None``) takes every pair once (built on the host). Both live in one
@@ -45,7 +48,8 @@ Design choices (see also the README, "Molecular dynamics"):
   any cell. The Miller indices are a FIXED list per allocation, all n with |k(n)| ≤
   (1 + ``kvector_margin``) k_cut for the allocation's cell, with no |k| mask inside jit: the
   energy is smooth in the cell. It still covers every k within k_cut while the cell's linear
-  stretch σ_max(C_alloc⁻¹ C) ≤ 1 + margin; beyond that ``did_buffer_overflow`` is set and
+  stretch σ_max(C_alloc⁻¹ C) ≤ 1 + margin (or more, for lists that also cover another cell: see
+  ``allocate(..., cover=...)``); beyond that ``did_buffer_overflow`` is set and
   ``allocate(R, box=...)`` picks a new list. Terms beyond k_cut are below the Ewald accuracy,
   so a new list changes the energy only at that level.
 """
@@ -68,7 +72,7 @@ from .graph import Graph, species_indices
 from .models import long_range_spec
 
 __all__ = ["potential_neighbor_list", "md_functions", "MDFunctions", "NeighborList", "NeighborFns",
-           "qeq_integrator", "QEqState", "trace_count"]
+           "qeq_integrator", "QEqState", "trace_count", "with_extra_energy"]
 
 _TRACES = {"terms": 0}
 
@@ -174,6 +178,7 @@ class NeighborList:
     reference_box: jax.Array | None  # (3, 3) jax-md box at the last build (None: open)
     box: jax.Array | None          # (3, 3) jax-md box of the last update (None: open)
     kvector_box: jax.Array | None  # (3, 3) jax-md box the Miller indices were chosen for
+    kvector_cover: jax.Array | None  # () largest stretch σ_max(C_k⁻¹ C) the Miller set covers
     did_buffer_overflow: jax.Array
     update_fn: Callable = dataclasses.field(metadata=dict(static=True), default=None)
     sr_extent: tuple = dataclasses.field(metadata=dict(static=True), default=(0, 0, 0))
@@ -182,6 +187,12 @@ class NeighborList:
     def update(self, position, **kwargs) -> "NeighborList":
         """The lists for new positions (and ``box=``), rebuilt in place when needed (jit-able)."""
         return self.update_fn(position, self, **kwargs)
+
+    @property
+    def capacities(self) -> tuple[int, int, int]:
+        """(network edges, Ewald pairs, k-vectors) capacities (0 where absent)."""
+        return (self.sr.capacity, 0 if self.lr is None else self.lr.capacity,
+                0 if self.miller is None else self.miller.shape[0])
 
     @property
     def idx(self):
@@ -209,7 +220,8 @@ class MDFunctions(NamedTuple):
         energy_fn: ``energy_fn(R, neighbor, **kwargs)`` -> () total energy, eV.
         terms_fn: ``terms_fn(R, neighbor, **kwargs)`` -> dict of () ``energy``, ``energy_short``,
             ``energy_elec`` (eV), ``charges`` (N,) e, ``total_charge`` () e, ``qeq_residual`` ()
-            eV/e, ``qeq_iterations`` (); short-range models give zero charges and E_elec.
+            eV/e, ``qeq_iterations`` () and ``neighbors_ok`` () bool (the list is still complete
+            at R); short-range models give zero charges and E_elec.
         species: (N,) atomic numbers. long_range: whether the model has charges.
     """
 
@@ -366,31 +378,64 @@ def md_functions(displacement_fn, box, potential, species, *, total_charge: floa
         if lr_periodic:
             flag = flag | (nb.lr.count > nb.lr.capacity)
             stretch = jnp.linalg.inv(nb.kvector_box.T) @ cell  # C_alloc⁻¹ C, rows = lattice vectors
-            flag = flag | (jnp.linalg.svd(stretch, compute_uv=False)[0] > 1.0 + margin + 1e-12)
+            flag = flag | (jnp.linalg.svd(stretch, compute_uv=False)[0] > nb.kvector_cover * (1 + 1e-12))
         return flag
 
     _build_jit = jax.jit(build, static_argnums=(2, 3, 4))
 
-    def allocate(R, extra_capacity: int = 0, box=None, **kwargs) -> NeighborList:
-        """A new list sized for ``R`` (and ``box``, default: the factory's box): host code."""
-        R = jnp.asarray(R)
-        b = _box_matrix(box0 if box is None else box, R.dtype) if periodic else None
-        _, cell, u = geometry(R, b)
-        sr_ext = _stencil_extent(cell, r_max + skin, pbc) if periodic else (0, 0, 0)
-        lr_ext = _stencil_extent(cell, r_cut + skin, lr_pbc) if lr_periodic else (0, 0, 0)
-        n_sr, n_lr = (int(c) for c in count(u, cell, sr_ext, lr_ext))
-        caps = (max(int(n_sr * multiplier) + n * int(extra_capacity), 1),
-                max(int(n_lr * multiplier) + n * int(extra_capacity), 1))
+    def allocate(R, extra_capacity: int = 0, box=None, capacity=(0, 0, 0), cover=(), **kwargs) -> NeighborList:
+        """A new list built at ``R`` (and ``box``, default: the factory's box): host code.
+
+        ``capacity``: lower bounds of the (network edges, Ewald pairs, k-vectors) capacities, e.g.
+        the previous list's (``NeighborList.capacities``), so that a reallocation keeps the
+        array shapes (and the compiled program) unless a list has outgrown them; a k-vector set
+        that outgrows its bound gets 25 % room (zero Miller rows, which are inert).
+        ``cover``: more ``(R, box)`` geometries the list must also serve without overflow (the
+        end of a chunk that is re-run from ``R``): capacities, image stencils and the k-vector
+        set are sized for all of them."""
+        geoms = []
+        for r, bx in [(R, box)] + list(cover):
+            r = jnp.asarray(r)
+            b = _box_matrix(box0 if bx is None else bx, r.dtype) if periodic else None
+            geoms.append((b,) + geometry(r, b)[1:])
+        b, cell, u = geoms[0]
+        cells = [np.asarray(g[1], np.float64) for g in geoms]
+        sr_ext = tuple(np.max([_stencil_extent(c, r_max + skin, pbc) for c in cells], axis=0).tolist()) \
+            if periodic else (0, 0, 0)
+        lr_ext = tuple(np.max([_stencil_extent(c, r_cut + skin, lr_pbc) for c in cells], axis=0).tolist()) \
+            if lr_periodic else (0, 0, 0)
+        counts = np.max([[int(c) for c in count(g[2], g[1], sr_ext, lr_ext)] for g in geoms], axis=0)
+        caps = (max(int(counts[0] * multiplier) + n * int(extra_capacity), int(capacity[0]), 1),
+                max(int(counts[1] * multiplier) + n * int(extra_capacity), int(capacity[1]), 1))
         sr, lr = _build_jit(u, cell, sr_ext, lr_ext, caps)
-        miller = None
+        miller = cover_k = None
         if lr_periodic:
-            miller = jnp.asarray(miller_indices(np.asarray(cell, np.float64), k_cut * (1.0 + margin)), R.dtype)
-            if miller.shape[0] == 0:
-                miller = jnp.zeros((1, 3), R.dtype)  # masked by k = 0 (no term)
+            inv = np.linalg.inv(cells[0])
+            stretch = max([1.0] + [float(np.linalg.svd(inv @ c, compute_uv=False)[0]) for c in cells[1:]])
+            cover_k = (1.0 + margin) * stretch
+            m = miller_indices(cells[0], k_cut * cover_k)
+            k_cap = max(len(m), 1) if len(m) <= int(capacity[2]) or int(capacity[2]) == 0 else int(1.25 * len(m))
+            k_cap = max(k_cap, int(capacity[2]))
+            miller = jnp.asarray(np.concatenate([m, np.zeros((k_cap - len(m), 3), m.dtype)]), R.dtype)  # k = 0: no term
+            cover_k = jnp.asarray(cover_k, cell.dtype)
         nb = NeighborList(sr=sr, lr=lr, miller=miller, reference_position=u, reference_box=b, box=b,
-                          kvector_box=b if lr_periodic else None, did_buffer_overflow=jnp.zeros((), bool),
-                          update_fn=update, sr_extent=sr_ext, lr_extent=lr_ext)
+                          kvector_box=b if lr_periodic else None, kvector_cover=cover_k,
+                          did_buffer_overflow=jnp.zeros((), bool), update_fn=update, sr_extent=sr_ext,
+                          lr_extent=lr_ext)
         return dataclasses.replace(nb, did_buffer_overflow=overflow(nb, cell))
+
+    def moved(u, cell, nb: NeighborList):
+        """Bound on how much any pair distance has changed since ``nb`` was built, Å: twice the
+        largest atom displacement (wraps removed) plus the deformation of the stencil's images."""
+        if periodic:
+            ref_cell = nb.reference_box.T
+            wraps = jnp.round(u - nb.reference_position)
+            dx = (u - wraps) @ cell - nb.reference_position @ ref_cell
+            ext = jnp.asarray(max(nb.sr_extent, nb.lr_extent), cell.dtype)
+            deform = jnp.sum(ext * jnp.linalg.norm(cell - ref_cell, axis=1))
+        else:
+            dx, deform = u - nb.reference_position, 0.0
+        return 2.0 * jnp.sqrt(jnp.max(jnp.sum(dx * dx, axis=-1))) + deform
 
     def update(R, neighbors: NeighborList | None = None, **kwargs) -> NeighborList:
         if neighbors is None:
@@ -404,17 +449,8 @@ def md_functions(displacement_fn, box, potential, species, *, total_charge: floa
                            (neighbors.sr.capacity, neighbors.lr.capacity if lr_periodic else 1))
             return dataclasses.replace(neighbors, sr=sr, lr=lr, reference_position=u, reference_box=b)
 
-        if skin > 0:
-            if periodic:
-                ref_cell = neighbors.reference_box.T
-                wraps = jnp.round(u - neighbors.reference_position)
-                dx = (u - wraps) @ cell - neighbors.reference_position @ ref_cell
-                ext = jnp.asarray(max(neighbors.sr_extent, neighbors.lr_extent), cell.dtype)
-                deform = jnp.sum(ext * jnp.linalg.norm(cell - ref_cell, axis=1))
-            else:
-                dx, deform = u - neighbors.reference_position, 0.0
-            moved = 2.0 * jnp.sqrt(jnp.max(jnp.sum(dx * dx, axis=-1))) + deform
-            nb = jax.lax.cond(moved >= skin, rebuild, lambda _: neighbors, None)
+        if skin > 0 and not kwargs.get("rebuild", False):
+            nb = jax.lax.cond(moved(u, cell, neighbors) >= 0.5 * skin, rebuild, lambda _: neighbors, None)
         else:
             nb = rebuild(None)
         nb = dataclasses.replace(nb, box=b)
@@ -461,7 +497,9 @@ def md_functions(displacement_fn, box, potential, species, *, total_charge: floa
         graph = make_graph(x, cell, u, neighbor)
         t = potential.terms(graph, x, graph.cell, charges_guess)
         e = t["energy"][0]
-        out = {"energy": e}
+        b0 = neighbor.box if periodic else None  # the list's validity, at the unperturbed geometry
+        _, cell0, u0 = geometry(R, kwargs.get("box", b0) if periodic else None)
+        out = {"energy": e, "neighbors_ok": moved(u0, cell0, neighbor) < skin}
         if spec is None:
             zero = jnp.zeros((), x.dtype)
             out.update(energy_short=e, energy_elec=zero, charges=jnp.zeros(n, x.dtype), total_charge=zero,
@@ -476,6 +514,19 @@ def md_functions(displacement_fn, box, potential, species, *, total_charge: floa
         return terms_fn(R, neighbor, **kwargs)["energy"]
 
     return MDFunctions(NeighborFns(allocate, update), energy_fn, terms_fn, numbers, spec is not None)
+
+
+def with_extra_energy(fns: MDFunctions, extra: Callable) -> MDFunctions:
+    """``fns`` whose energy adds ``extra(R, box=..., perturbation=...)`` (eV), e.g. a jax-md pair
+    potential built on the same space; ``terms_fn`` reports it as ``energy_extra``."""
+
+    def terms_fn(R, neighbor, charges_guess=None, **kwargs):
+        t = dict(fns.terms_fn(R, neighbor, charges_guess=charges_guess, **kwargs))
+        t["energy_extra"] = extra(R, **{k: v for k, v in kwargs.items() if k in ("box", "perturbation")})
+        t["energy"] = t["energy"] + t["energy_extra"]
+        return t
+
+    return fns._replace(energy_fn=lambda R, neighbor, **kw: terms_fn(R, neighbor, **kw)["energy"], terms_fn=terms_fn)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -548,7 +599,9 @@ def qeq_integrator(integrator, fns: MDFunctions, shift_fn, *args, **kwargs):
         else:
             captured = []
             _, md_apply = integrator(forces_with_terms(captured, neighbor, guess), shift_fn, *args, **kwargs)
-            md = md_apply(state.md, **kw)
+            # jax-md jits its step functions; call the undecorated one, so that the force evaluation
+            # is traced in this trace and its terms can leave it (a leaked tracer would raise)
+            md = getattr(md_apply, "__wrapped__", md_apply)(state.md, **kw)
             t = captured[-1]  # the force evaluation at md.position (after jax-md's eval_shape probe)
         return QEqState(md, t["charges"], t)
 
