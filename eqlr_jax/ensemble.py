@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .graph import Capacity, Graph
-from .potential import Potential, _check_total_charge, predict
+from .potential import Potential, _check_total_charge, energy_terms, predict
 from .qeq import QEqConvergenceError
 from .runtime import Runtime
 
@@ -105,6 +105,18 @@ class EnsemblePotential:
             raise QEqConvergenceError(f"charge equilibration of a member did not converge (residual "
                                       f"{float(out['qeq_residual']):.3g} eV/e)")
         return out
+
+    def terms(self, graph: Graph, positions=None, cell=None, charges_guess=None) -> dict[str, jax.Array]:
+        """The members' mean of :func:`~eqlr_jax.potential.energy_terms` (pure, no jit of its own),
+        plus ``members_energy`` (K, G) eV, whose gradients are the members' forces (what
+        ``eqlr_jax.jax_md`` logs as the force uncertainty). ``charges_guess`` (N,) e starts every
+        member's QEq; ``qeq_residual`` and ``qeq_iterations`` are the members' largest."""
+        outs = jax.vmap(lambda p: energy_terms(self.config, p, graph, positions, cell, self.runtime,
+                                               charges_guess))(self.params)
+        mean = {k: (jnp.max(v, axis=0) if k in ("qeq_residual", "qeq_iterations")
+                    else jnp.all(v, axis=0) if v.dtype == bool else jnp.mean(v, axis=0)) for k, v in outs.items()}
+        mean["members_energy"] = outs["energy"]
+        return mean
 
     def calculator(self, **kwargs):
         from .calculator import Calculator

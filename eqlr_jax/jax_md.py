@@ -221,7 +221,9 @@ class MDFunctions(NamedTuple):
         terms_fn: ``terms_fn(R, neighbor, **kwargs)`` -> dict of () ``energy``, ``energy_short``,
             ``energy_elec`` (eV), ``charges`` (N,) e, ``total_charge`` () e, ``qeq_residual`` ()
             eV/e, ``qeq_iterations`` () and ``neighbors_ok`` () bool (the list is still complete
-            at R); short-range models give zero charges and E_elec.
+            at R); short-range models give zero charges and E_elec. An
+            :class:`~eqlr_jax.EnsemblePotential` gives the members' mean and adds
+            ``members_energy`` (K,) eV, whose gradients are the members' forces.
         species: (N,) atomic numbers. long_range: whether the model has charges.
     """
 
@@ -508,6 +510,8 @@ def md_functions(displacement_fn, box, potential, species, *, total_charge: floa
             out.update(energy_short=t["energy_short"][0], energy_elec=t["energy_elec"][0], charges=t["charges"],
                        total_charge=jnp.sum(t["charges"]), qeq_residual=t["qeq_residual"],
                        qeq_iterations=t["qeq_iterations"])
+        if "members_energy" in t:  # an ensemble: the members' energies, for the force spread
+            out["members_energy"] = t["members_energy"][:, 0]
         return out
 
     def energy_fn(R, neighbor: NeighborList, **kwargs):

@@ -189,26 +189,38 @@ class Dynamics:
         return jax.lax.fori_loop(0, n, body, carry)
 
     def _thermo(self, state, nbrs):
-        """Instantaneous pressure (eV/Å³, kinetic part included; NaN when open) and temperature (K)."""
+        """Instantaneous pressure (eV/Å³, kinetic part included; NaN when open), temperature (K)
+        and, for an ensemble, each atom's force spread (N,) eV/Å (NaN for a single model)."""
         from ase import units
         from jax_md import quantity
 
         md = state.md
         ekin = quantity.kinetic_energy(momentum=md.momentum, mass=md.mass)
         temp = 2.0 * ekin / (md.position.size * units.kB)
-        if not self.periodic:
-            return jnp.asarray(jnp.nan, ekin.dtype), temp
-        box = self.box(md)
         guess = state.charges if self.fns.long_range else None
+        if "members_energy" in state.terms:
+            # the members' forces, one backward pass each; only at logged steps
+            members = lambda R: self.fns.terms_fn(R, nbrs, charges_guess=guess, **self._box_kw(md))["members_energy"]  # noqa: E731
+            forces = -jax.jacrev(members)(md.position)  # (K, N, 3), Cartesian (jax-md's transform)
+            spread = jnp.sqrt(jnp.sum(jnp.var(forces, axis=0), axis=-1))
+        else:
+            spread = jnp.full(md.position.shape[0], jnp.nan, ekin.dtype)
+        if not self.periodic:
+            return jnp.asarray(jnp.nan, ekin.dtype), temp, spread
+        box = self.box(md)
         energy = lambda R, **kw: self.fns.energy_fn(R, nbrs, charges_guess=guess, **kw)  # noqa: E731
-        return quantity.pressure(energy, md.position, box, ekin), temp
+        return quantity.pressure(energy, md.position, box, ekin), temp, spread
 
     def thermo(self, state, nbrs) -> dict:
-        """Pressure (GPa) and temperature (K) of a state."""
+        """Pressure (GPa), temperature (K) and, for an ensemble, the force uncertainty:
+        ``force_std`` (N,) eV/Å, each atom's spread of the members' forces,
+        sqrt(Σ_xyz var_k F_k), and ``force_std_max``, its largest (NaN for a single model)."""
         from ase import units
 
-        p, t = self._thermo_fn(state, nbrs)
-        return {"pressure": float(p) / units.GPa, "temperature": float(t)}
+        p, t, spread = self._thermo_fn(state, nbrs)
+        spread = np.asarray(spread, np.float64)
+        return {"pressure": float(p) / units.GPa, "temperature": float(t), "force_std": spread,
+                "force_std_max": float(np.max(spread))}
 
     def run(self, state, nbrs, n_steps: int, on_chunk: Callable | None = None, max_retries: int = 8):
         """Advance ``n_steps`` in chunks; after each chunk check the lists (capacities, image
@@ -255,7 +267,7 @@ class Dynamics:
 # the ``eqlr-jax md`` driver
 
 THERMO_COLUMNS = ("step", "time_fs", "E_total", "E_pot", "E_short", "E_elec", "E_kin", "T_K", "P_GPa",
-                  "volume_A3", "total_charge", "max_qeq_residual", "conserved")
+                  "volume_A3", "total_charge", "max_qeq_residual", "F_std_max", "conserved")
 
 
 def add_md_parser(subparsers) -> None:
@@ -345,6 +357,7 @@ def run_md_command(args) -> int:
             if bar is not None:
                 bar.update(n_done)
                 bar.set_postfix_str(f"{ns_day:.3g} ns/day, T {row['T_K']:.0f} K, E {row['E_total']:.4f} eV"
+                                    + ("" if math.isnan(row["F_std_max"]) else f", F_std {row['F_std_max']:.3f} eV/Å")
                                     + ("" if not chunk.reallocations else f", {chunk.reallocations} realloc"))
 
         t0 = time.perf_counter()
@@ -385,7 +398,8 @@ def _thermo_row(dyn: Dynamics, state, nbrs, step: int, records) -> dict:
     return {"step": step, "time_fs": step * dyn.dt_fs, "E_total": epot + ekin, "E_pot": epot,
             "E_short": float(t["energy_short"]), "E_elec": float(t["energy_elec"]), "E_kin": ekin,
             "T_K": th["temperature"], "P_GPa": th["pressure"], "volume_A3": volume,
-            "total_charge": float(t["total_charge"]), "max_qeq_residual": residual, "conserved": conserved}
+            "total_charge": float(t["total_charge"]), "max_qeq_residual": residual,
+            "F_std_max": th["force_std_max"], "conserved": conserved, "force_std": th["force_std"]}
 
 
 def _format_row(row: dict) -> str:
@@ -404,6 +418,8 @@ def _write_frame(path: str, dyn: Dynamics, state, row: dict) -> None:
     atoms.set_momenta(np.asarray(state.md.momentum, np.float64))
     atoms.info.update({k: row[k] for k in ("step", "time_fs", "T_K", "P_GPa", "E_short", "E_elec", "E_total")})
     atoms.info["total_charge"] = dyn.total_charge
+    if np.all(np.isfinite(row["force_std"])):  # an ensemble's force uncertainty, eV/Å
+        atoms.arrays["forces_std"] = row["force_std"]
     atoms.calc = SinglePointCalculator(atoms, energy=row["E_pot"], forces=np.asarray(state.md.force, np.float64),
                                        charges=np.asarray(state.charges, np.float64))
     ase.io.write(path, atoms, format="extxyz", append=True)
@@ -416,7 +432,10 @@ def _plot(rows, path: str, args) -> None:
     import matplotlib.pyplot as plt
 
     t = [r["time_fs"] * 1e-3 for r in rows]
-    fig, (a, b) = plt.subplots(2, 1, sharex=True, figsize=(7, 5))
+    spread = [r["F_std_max"] for r in rows]
+    ensemble = bool(np.all(np.isfinite(spread)))
+    fig, axes = plt.subplots(3 if ensemble else 2, 1, sharex=True, figsize=(7, 7 if ensemble else 5))
+    a, b = axes[0], axes[1]
     a.plot(t, [r["E_total"] for r in rows], label="E_total")
     a.plot(t, [r["E_pot"] for r in rows], label="E_pot")
     if args.ensemble == "npt":
@@ -427,7 +446,10 @@ def _plot(rows, path: str, args) -> None:
     if args.ensemble != "nve":
         b.axhline(args.temperature, color="k", lw=0.8, ls=":")
     b.set_ylabel("temperature (K)")
-    b.set_xlabel("time (ps)")
+    if ensemble:
+        axes[2].plot(t, spread, color="C2")
+        axes[2].set_ylabel("max force spread (eV/Å)")
+    axes[-1].set_xlabel("time (ps)")
     fig.suptitle(f"eqlr-jax md: {args.ensemble}, {os.path.basename(args.structure)}", fontsize="medium")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -1,7 +1,12 @@
 """Physics tests run in float64 (the caller's choice, made here, never in the library)."""
-import jax
-import numpy as np
-import pytest
+import os
+
+# pytest runs two worker processes (pyproject.toml): on a GPU, neither may take most of its memory
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 

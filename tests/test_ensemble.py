@@ -3,6 +3,7 @@ equal the members' (float64)."""
 import ase
 import jax
 import numpy as np
+import pytest
 import train_fixtures as tf
 
 import eqlr_jax
@@ -18,6 +19,7 @@ def _cfg(path, out, *extra):
                               *SMALL_MODEL, *extra])
 
 
+@pytest.mark.slow  # three training runs; pytest -m slow
 def test_ensemble_of_two_equals_two_separate_runs(tmp_path):
     path = tf.write(tmp_path / "mol.xyz", tf.molecules(12))
     ens = train(_cfg(path, tmp_path / "ens", "run.ensemble=2"), log=lambda *a: None)
@@ -55,6 +57,7 @@ def test_ensemble_potential_means_and_spreads():
     assert a.calc.results["charges_std"].shape == (s.n_atoms,)
 
 
+@pytest.mark.slow  # three training runs; pytest -m slow
 def test_bootstrap_members_differ_and_unit_weights_change_nothing(tmp_path):
     from eqlr_jax.train.loss import LossWeights, loss_terms
 

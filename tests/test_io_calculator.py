@@ -158,6 +158,7 @@ def test_cli_demo_trains_and_compares(tmp_path, capsys):
     assert main(["demo", "--out", str(out), "--compile-cache", str(blocker / "c"), *DEMO_FAST]) == 2
 
 
+@pytest.mark.slow  # a second demo run; pytest -m slow
 def test_cli_demo_runs_without_a_usable_default_cache(tmp_path, monkeypatch, capsys):
     from eqlr_jax.cli import main
 

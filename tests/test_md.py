@@ -67,8 +67,14 @@ def drift_and_fluctuation(e, dt_fs, n_atoms):
     return slope / n_atoms, np.std(e - (slope * t + icpt)) / n_atoms
 
 
-@pytest.mark.parametrize("solver", ["cg", "dense"])
-@pytest.mark.parametrize("make", [na9cl8, nacl64], ids=["Na9Cl8+", "NaCl-64"])
+# one case in the default run; the other three are slow (2,000 steps each): pytest -m slow
+_SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize("make,solver", [(na9cl8, "dense"), pytest.param(na9cl8, "cg", marks=_SLOW),
+                                         pytest.param(nacl64, "cg", marks=_SLOW),
+                                         pytest.param(nacl64, "dense", marks=_SLOW)],
+                         ids=["Na9Cl8+-dense", "Na9Cl8+-cg", "NaCl-64-cg", "NaCl-64-dense"])
 def test_nve_conserves_energy(make, solver):
     atoms = make()
     dyn = Dynamics(smooth_potential(solver=solver), atoms, "nve", dt_fs=0.5, temperature_K=300, chunk=500,
@@ -90,6 +96,7 @@ def test_nve_conserves_energy(make, solver):
         assert rec["qeq_iterations"].mean() < 0.8 * int(cold["qeq_iterations"])
 
 
+@pytest.mark.slow  # minutes of MD; pytest -m slow
 def test_nvt_reaches_target_temperature():
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
@@ -126,6 +133,7 @@ def test_npt_expands_a_compressed_cell_smoothly():
     assert curvature.max() < 1e-4
 
 
+@pytest.mark.slow  # minutes of MD; pytest -m slow
 def test_npt_contracts_below_its_target_pressure():
     """Internal pressure below the 2 GPa target: the volume shrinks (and the stress sign is
     right: jax-md's NPT moves the box by the strain derivative of this energy)."""
@@ -134,6 +142,7 @@ def test_npt_contracts_below_its_target_pressure():
     assert rec["volume"][-1] < 0.99 * rec["volume"][0]
 
 
+@pytest.mark.slow  # minutes of MD; pytest -m slow
 def test_new_kvector_set_changes_energy_below_accuracy():
     atoms = nacl64()
     dyn = Dynamics(smooth_potential(), atoms, "nve", extra_energy=repulsion)

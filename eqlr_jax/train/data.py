@@ -93,6 +93,8 @@ def _frame(atoms, keys: Keys, source: str) -> Frame:
         value = np.asarray(value, np.float64)
         if name == "stress":
             value = _voigt_to_matrix(value)
+        if shape is not None and value.shape != shape and np.squeeze(value).shape == shape:
+            value = value.reshape(shape)  # e.g. SPICE's dipole, stored as [[x, y, z]]
         if shape is not None and value.shape != shape:
             raise DatasetError(f"{source}: {name} (key {key!r}) has shape {value.shape}, expected {shape}")
         if not np.all(np.isfinite(value)):

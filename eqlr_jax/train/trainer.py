@@ -83,9 +83,12 @@ def prepare(cfg: TrainConfig):
     """Frames and splits: ``(frames, splits)`` (``splits`` maps train/valid/test to indices)."""
     require = ("energy",) + (("forces",) if cfg.loss.forces > 0 else ())
     paths = [cfg.data.path] if isinstance(cfg.data.path, str) else list(cfg.data.path)
-    frames = [f for p in paths for f in load_frames(p, _keys(cfg), format=cfg.data.format, require=require)]
-    if cfg.data.max_frames is not None:
-        frames = frames[:cfg.data.max_frames]
+    frames, cap = [], cfg.data.max_frames
+    for p in paths:
+        if cap is not None and len(frames) >= cap:
+            break
+        index = ":" if cap is None else f":{cap - len(frames)}"  # read no more than max_frames
+        frames += load_frames(p, _keys(cfg), index=index, format=cfg.data.format, require=require)
     splits = split_indices(len(frames), cfg.data.valid_fraction, cfg.data.test_fraction, cfg.data.split_seed)
     if cfg.data.n_train is not None:
         splits["train"] = splits["train"][:cfg.data.n_train]

@@ -1,0 +1,148 @@
+#!/usr/bin/env python
+"""MD throughput: steps/s and atom-steps/s of jax-md driving the SR and LR models, against the
+ASE calculator driving ASE's velocity Verlet with the same model, in one process.
+
+Systems: molten NaCl (rock salt at the liquid's density, a = 6.30 Å, rattled by 0.25 Å; 1000
+atoms = 5^3 cubic cells, ``--natoms`` picks the nearest cube), and the first frame of the
+66-atom Au2/MgO(001) slab of ``../shared/data/xtb/au2_mgo.xyz`` (``--slab``; periodic in 3-D with
+8 Å of vacuum each side, as the data, at 300 K). Models (untrained, float32 unless ``--dtype``): SR NequIP (4 layers, r_max 5 Å)
+and NequIP-LR (2 + 2 layers, r_max 5 Å), both 32 features, l_max 1, as in ``bench_lr.py``.
+
+For each system and model: the jax-md NVE step (``eqlr_jax.md.Dynamics``, ``--chunk`` steps
+per jitted ``fori_loop``, QEq warm-started, lists checked after each chunk), timed as the median
+chunk over ``--rounds`` chunks after a compiling one; then (``--ase-steps`` > 0) ASE's
+``VelocityVerlet`` with ``potential.calculator()``, the median of ``--ase-steps`` steps after two
+warm-up steps. ``ratio = jax_md_ms / ase_ms`` (issue goal: at most 0.5 at 1000 atoms on CPU).
+One JSON line per (system, model) on stdout, ``kind = "md"``:
+
+    python benchmarks/bench_md.py --natoms 1000 --models sr lr            # CPU, with ASE
+    python benchmarks/bench_md.py --natoms 10648 --ase-steps 0 --rounds 3 --chunk 5
+    python benchmarks/bench_md.py --slab ../shared/data/xtb/au2_mgo.xyz --natoms 0
+"""
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from bench_sr import pin_cores  # noqa: E402
+
+
+def molten_nacl(natoms: int, seed: int = 0):
+    import ase.build
+
+    k = max(1, round((natoms / 8.0) ** (1.0 / 3.0)))
+    atoms = ase.build.bulk("NaCl", "rocksalt", a=6.30, cubic=True).repeat((k, k, k))
+    atoms.rattle(stdev=0.25, seed=seed)
+    atoms.info.update(total_charge=0.0, temperature_K=1200.0)
+    return atoms
+
+
+def model(kind: str, species, dtype):
+    import eqlr_jax
+
+    long_range = kind == "lr"
+    cfg = eqlr_jax.LRConfig(species=tuple(species), r_max=5.0, l_max=1, num_features=32,
+                            num_layers_charge=2 if long_range else 0, num_layers=2 if long_range else 4,
+                            long_range=long_range, hardness_init=(5.0,) * len(species))
+    return eqlr_jax.Potential.init(cfg, seed=0, dtype=dtype)
+
+
+def hot(atoms):
+    """A copy with Maxwell-Boltzmann velocities at ``atoms.info["temperature_K"]``."""
+    import numpy as np
+    from ase.md.velocitydistribution import thermalize_momenta
+
+    atoms = atoms.copy()
+    thermalize_momenta(atoms, temperature_K=atoms.info["temperature_K"], rng=np.random.default_rng(0))
+    return atoms
+
+
+def time_jax_md(pot, atoms, args, dtype):
+    from eqlr_jax.md import Dynamics
+
+    dyn = Dynamics(pot, hot(atoms), "nve", dt_fs=args.dt, chunk=args.chunk, dtype=dtype)
+    t0 = time.perf_counter()
+    state, nbrs = dyn.init()
+    walls, iters = [], []
+    state, nbrs = dyn.run(state, nbrs, args.chunk, lambda s, n, c: None)  # compiles
+    first = time.perf_counter() - t0
+    for _ in range(args.rounds):
+        state, nbrs = dyn.run(state, nbrs, args.chunk,
+                              lambda s, n, c: (walls.append(c.wall), iters.append(float(c.records["qeq_iterations"].mean()))))
+    ms = 1e3 * statistics.median(walls) / args.chunk
+    return {"jax_md_ms": ms, "jax_md_first_chunk_s": first, "reallocations": dyn.reallocations,
+            "qeq_iterations": statistics.mean(iters) if pot.long_range else 0.0,
+            "capacities": list(nbrs.capacities)}
+
+
+def time_ase(pot, atoms, args):
+    from ase import units
+    from ase.md.verlet import VelocityVerlet
+
+    atoms = hot(atoms)
+    atoms.calc = pot.calculator()
+    md = VelocityVerlet(atoms, timestep=args.dt * units.fs)
+    md.run(2)  # compile and settle the capacities
+    walls = []
+    for _ in range(args.ase_steps):
+        t0 = time.perf_counter()
+        md.run(1)
+        walls.append(1e3 * (time.perf_counter() - t0))
+    return {"ase_ms": statistics.median(walls)}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--natoms", type=int, nargs="+", default=[1000], help="molten NaCl sizes (0: none)")
+    p.add_argument("--slab", default=None, help="an extxyz file whose first frame is a slab to run as well")
+    p.add_argument("--models", nargs="+", choices=("sr", "lr"), default=["sr", "lr"])
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--chunk", type=int, default=20, help="steps per jitted chunk")
+    p.add_argument("--rounds", type=int, default=5, help="timed chunks")
+    p.add_argument("--ase-steps", type=int, default=10, help="timed ASE steps (0: skip ASE)")
+    p.add_argument("--dt", type=float, default=1.0, help="time step, fs")
+    p.add_argument("--threads", type=int, default=0, help="pin to this many cores (0: all)")
+    args = p.parse_args(argv)
+    pin_cores(args.threads)
+
+    import jax
+
+    if args.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    import ase.data
+    import ase.io
+    import numpy as np
+
+    dtype = np.float64 if args.dtype == "float64" else np.float32
+    systems = [(f"molten_nacl_{len(a)}", a) for a in (molten_nacl(n) for n in args.natoms if n > 0)]
+    if args.slab:
+        slab = ase.io.read(args.slab, index=0)
+        slab.info.setdefault("total_charge", 0.0)
+        slab.info["temperature_K"] = 300.0
+        systems.append((f"slab_{os.path.basename(args.slab).split('.')[0]}_{len(slab)}", slab))
+    for name, atoms in systems:
+        species = sorted(set(atoms.get_chemical_symbols()), key=lambda s: ase.data.atomic_numbers[s])
+        for kind in args.models:
+            pot = model(kind, species, dtype)
+            if kind == "lr":  # the MD default: CG with a tolerance NVE tolerates, loose enough for float32
+                pot = dataclasses.replace(pot, config=dataclasses.replace(pot.config, qeq_tol=1e-5))
+            row = {"kind": "md", "system": name, "natoms": len(atoms), "model": kind, "dtype": args.dtype,
+                   "device": jax.devices()[0].device_kind, "platform": jax.devices()[0].platform,
+                   "threads": len(os.sched_getaffinity(0)), "dt_fs": args.dt, "chunk": args.chunk}
+            row.update(time_jax_md(pot, atoms, args, dtype))
+            row["steps_per_s"] = 1e3 / row["jax_md_ms"]
+            row["atom_steps_per_s"] = row["steps_per_s"] * len(atoms)
+            if args.ase_steps > 0:
+                row.update(time_ase(pot, atoms, args))
+                row["ratio"] = row["jax_md_ms"] / row["ase_ms"]
+            print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+#!/usr/bin/env python
+"""Physics checks of the trained models (``experiments/models/*.eqlr``), each with numbers
+(``experiments/results/physics/<check>.json``) and a figure (``experiments/results/*.png``):
+
+* ``far_h``: the charge on the far H of the carbon chain (the H farthest from the other H
+  atoms: in C10H3+ the lone H at the unprotonated end, 12 Å from the proton), neutral against
+  protonated, predicted against the reference Mulliken charges of the same test geometries.
+* ``ag3``: Ag3 geometries labelled in both charge states; for the pairs with neither member in
+  the training split, the error of E(Q = +1) − E(Q = −1) and the force RMSE of each state. A
+  short-range model gives one energy per geometry, so its ΔE error is the reference ΔE itself.
+* ``box``: one C10H3+ test geometry in cubic periodic boxes of growing edge L; the LR energy
+  (Ewald, neutralising background) against the open-boundary energy, which it must approach
+  (as 1/L: the leading finite-size term of a charged cell).
+
+    python experiments/physics.py [--checks far_h ag3 box]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from matrix import HERE, ROOT, config, run_name  # noqa: E402
+
+RESULTS = os.path.join(HERE, "results")
+
+
+def _model(dataset: str, model: str):
+    import eqlr_jax
+
+    path = os.path.join(HERE, "models", run_name(dataset, model) + ".eqlr")
+    return eqlr_jax.load(path) if os.path.exists(path) else None
+
+
+def _split(dataset: str):
+    from eqlr_jax.train import load_config
+    from eqlr_jax.train.trainer import prepare
+
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        return prepare(load_config(None, base=config(dataset, "lr_r3")))
+    finally:
+        os.chdir(cwd)
+
+
+def _outputs(pot, structure) -> dict:
+    g, _ = pot.graph(structure)
+    out = pot(g, compute_stress=False)
+    n = structure.n_atoms
+    return {"energy": float(out["energy"][0]), "forces": np.asarray(out["forces"][:n], np.float64),
+            "charges": np.asarray(out["charges"][:n], np.float64) if "charges" in out else None}
+
+
+def far_h_index(structure) -> int:
+    hs = np.flatnonzero(structure.numbers == 1)
+    d = np.linalg.norm(structure.positions[hs][:, None] - structure.positions[hs][None], axis=-1)
+    return int(hs[np.argmax((d + 1e9 * np.eye(len(hs))).min(axis=1))])
+
+
+def check_far_h(models=("lr_r3", "lr_r5")) -> dict:
+    frames, splits = _split("carbon_chain")
+    test = [frames[i] for i in splits["test"]]
+    result = {"n_test": len(test), "models": {}}
+    for q, name in ((0.0, "neutral"), (1.0, "protonated")):
+        sel = [f for f in test if f.structure.total_charge == q]
+        result[f"reference_{name}"] = [float(f.charges[far_h_index(f.structure)]) for f in sel]
+    for m in models:
+        pot = _model("carbon_chain", m)
+        if pot is None:
+            continue
+        row = {}
+        for q, name in ((0.0, "neutral"), (1.0, "protonated")):
+            sel = [f for f in test if f.structure.total_charge == q]
+            row[name] = [float(_outputs(pot, f.structure)["charges"][far_h_index(f.structure)]) for f in sel]
+        result["models"][m] = row
+    summary = {k: float(np.mean(v)) for k, v in result.items() if k.startswith("reference_")}
+    for m, row in result["models"].items():
+        for name, v in row.items():
+            summary[f"{m}_{name}"] = float(np.mean(v))
+            ref = np.array(result[f"reference_{name}"])
+            summary[f"{m}_{name}_rmse_me"] = float(1e3 * np.sqrt(np.mean((np.array(v) - ref) ** 2)))
+    result["summary"] = summary
+    _plot_far_h(result, os.path.join(RESULTS, "far_h_charge.png"))
+    return result
+
+
+def _plot_far_h(result, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    for i, (m, row) in enumerate(result["models"].items()):
+        for name, marker in (("neutral", "o"), ("protonated", "s")):
+            ax.scatter(result[f"reference_{name}"], row[name], s=12, marker=marker, color=f"C{i}",
+                       label=f"{m}, {name}", alpha=0.7)
+    lo, hi = 0.0, 0.25
+    ax.plot([lo, hi], [lo, hi], color="k", lw=0.8)
+    ax.set_xlabel("reference far-H charge (e, GFN2-xTB Mulliken)")
+    ax.set_ylabel("predicted far-H charge (e)")
+    ax.set_title("carbon chain, test split: the H 12 Å from the proton")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def check_ag3(models=("sr_r5", "lr_r5", "lr_r3", "sr_r3")) -> dict:
+    frames, splits = _split("ag3")
+    seen = set(int(i) for i in splits["train"])
+    by_geometry = {}
+    for i, f in enumerate(frames):
+        key = tuple(np.round(f.structure.positions, 5).ravel())
+        by_geometry.setdefault(key, {})[f.structure.total_charge] = i
+    pairs = [(d[1.0], d[-1.0]) for d in by_geometry.values()
+             if 1.0 in d and -1.0 in d and d[1.0] not in seen and d[-1.0] not in seen]
+    ref_de = np.array([frames[p].energy - frames[m].energy for p, m in pairs])
+    result = {"n_pairs": len(pairs), "reference_dE_mean_eV": float(np.mean(ref_de)), "models": {}}
+    for m in models:
+        pot = _model("ag3", m)
+        if pot is None:
+            continue
+        de, fp, fm = [], [], []
+        for p, q in pairs:
+            a, b = _outputs(pot, frames[p].structure), _outputs(pot, frames[q].structure)
+            de.append(a["energy"] - b["energy"])
+            fp.append(a["forces"] - frames[p].forces)
+            fm.append(b["forces"] - frames[q].forces)
+        de = np.array(de)
+        result["models"][m] = {"dE_rmse_meV": float(1e3 * np.sqrt(np.mean((de - ref_de) ** 2))),
+                               "dE_mean_eV": float(np.mean(de)),
+                               "forces_rmse_plus_meV_A": float(1e3 * np.sqrt(np.mean(np.square(fp)))),
+                               "forces_rmse_minus_meV_A": float(1e3 * np.sqrt(np.mean(np.square(fm)))),
+                               "dE": de.tolist()}
+    result["reference_dE"] = ref_de.tolist()
+    _plot_ag3(result, os.path.join(RESULTS, "ag3_charge_states.png"))
+    return result
+
+
+def _plot_ag3(result, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    ref = np.array(result["reference_dE"])
+    for i, (m, row) in enumerate(result["models"].items()):
+        ax.scatter(ref, row["dE"], s=10, color=f"C{i}", label=f"{m} (RMSE {row['dE_rmse_meV']:.0f} meV)")
+    if len(ref):
+        ax.plot([ref.min(), ref.max()], [ref.min(), ref.max()], color="k", lw=0.8)
+    ax.set_xlabel("reference E(Ag3+) − E(Ag3−) (eV)")
+    ax.set_ylabel("predicted (eV)")
+    ax.set_title(f"Ag3, one geometry in both charge states ({result['n_pairs']} unseen pairs)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def check_box(model="lr_r3", edges=(20.0, 25.0, 30.0, 40.0, 60.0, 80.0)) -> dict:
+    import eqlr_jax
+
+    pot = _model("carbon_chain", model)
+    if pot is None or not pot.long_range:
+        return {}
+    frames, splits = _split("carbon_chain")
+    frame = next(frames[i] for i in splits["test"] if frames[i].structure.total_charge == 1.0)
+    s = frame.structure
+    centred = s.positions - s.positions.mean(axis=0)
+    e_open = _outputs(pot, eqlr_jax.Structure(numbers=s.numbers, positions=centred, total_charge=1.0))["energy"]
+    rows = []
+    for L in edges:
+        periodic = eqlr_jax.Structure(numbers=s.numbers, positions=centred + L / 2, cell=np.eye(3) * L,
+                                      pbc=(True, True, True), total_charge=1.0)
+        rows.append({"L_A": L, "energy_eV": _outputs(pot, periodic)["energy"]})
+    inv = np.array([1.0 / r["L_A"] for r in rows])
+    de = np.array([r["energy_eV"] - e_open for r in rows])
+    slope, icpt = np.polyfit(inv, de, 1)
+    result = {"model": model, "energy_open_eV": e_open, "rows": rows, "fit_slope_eV_A": float(slope),
+              "fit_intercept_eV": float(icpt), "largest_box_difference_eV": float(de[-1])}
+    _plot_box(inv, de, slope, icpt, os.path.join(RESULTS, "charged_box.png"), model)
+    return result
+
+
+def _plot_box(inv, de, slope, icpt, path, model):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.plot(inv, de, "o", label=f"{model}: E(L) − E(open)")
+    x = np.linspace(0, inv.max(), 50)
+    ax.plot(x, slope * x + icpt, "--", label=f"fit {slope:.2f}/L + {icpt * 1e3:.1f} meV")
+    ax.axhline(0, color="0.7", lw=0.8)
+    ax.set_xlabel("1 / L (1/Å)")
+    ax.set_ylabel("energy difference (eV)")
+    ax.set_title("C10H3+ in a cubic periodic box of edge L")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+CHECKS = {"far_h": check_far_h, "ag3": check_ag3, "box": check_box}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--checks", nargs="+", choices=sorted(CHECKS), default=sorted(CHECKS))
+    args = p.parse_args(argv)
+    os.makedirs(os.path.join(RESULTS, "physics"), exist_ok=True)
+    for name in args.checks:
+        result = CHECKS[name]()
+        with open(os.path.join(RESULTS, "physics", f"{name}.json"), "w") as fh:
+            json.dump(result, fh, indent=1)
+        print(name, json.dumps(result.get("summary", {k: v for k, v in result.items()
+                                                       if not isinstance(v, (list, dict))})))
+
+
+if __name__ == "__main__":
+    main()
