@@ -69,6 +69,7 @@ from .electrostatics.ewald_setup import miller_indices
 from .electrostatics.flat import FlatData
 from .electrostatics.flat_setup import ewald_parameters
 from .graph import Graph, species_indices
+from .jit_lists import Edges, build_edges, candidates, compact, image_reach, list_mode, merge_modes, mode_overflows
 from .models import long_range_spec
 
 __all__ = ["potential_neighbor_list", "md_functions", "MDFunctions", "NeighborList", "NeighborFns",
@@ -87,76 +88,6 @@ def trace_count() -> int:
 
 # ---------------------------------------------------------------------------------------------
 # multi-image neighbour lists
-
-
-def _heights(cell):
-    """(3,) distances between opposite faces of the cell with rows ``cell`` (NumPy or jnp)."""
-    lib = jnp if isinstance(cell, jax.Array) else np
-    inv = lib.linalg.inv(cell)
-    return 1.0 / lib.linalg.norm(inv, axis=0)
-
-
-def _stencil_extent(cell, cutoff: float, pbc) -> tuple[int, ...]:
-    """Images needed along each axis to find every neighbour within ``cutoff`` (host)."""
-    h = _heights(np.asarray(cell, np.float64))
-    return tuple(int(math.ceil(cutoff / h[a])) if pbc[a] else 0 for a in range(3))
-
-
-def _stencil(extent) -> np.ndarray:
-    """(S, 3) integer translations, row s and row S−1−s opposite; the zero one in the middle."""
-    axes = [np.arange(-n, n + 1) for n in extent]
-    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3).astype(np.int32)
-
-
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
-class Edges:
-    """One padded edge list: entry e is atom ``senders[e]`` under translation ``shifts[e]`` seen
-    from atom ``receivers[e]`` (vector x_s − x_r + shifts @ cell at the list's reference
-    positions); sorted by receiver; padding (N−1, N−1, 0) with ``mask`` False."""
-
-    receivers: jax.Array  # (E,) int32
-    senders: jax.Array    # (E,) int32
-    shifts: jax.Array     # (E, 3) int32
-    mask: jax.Array       # (E,) bool
-    count: jax.Array      # () int32: entries found (> E means the list overflowed)
-
-    @property
-    def capacity(self) -> int:
-        return self.receivers.shape[0]
-
-
-def _candidates(x, cell, stencil: np.ndarray, cutoff: float, half: bool):
-    """(N·S·N,) bool, receiver-major: is |x_j − x_i + S·cell| < cutoff for (i, S, j)?
-
-    ``half``: each unordered pair once (i < j, and for i = j one of ±S)."""
-    n, s = x.shape[0], stencil.shape[0]
-    zero = s // 2
-    sh = jnp.asarray(stencil, x.dtype) @ cell                                   # (S, 3)
-    d = x[None, None, :, :] + sh[None, :, None, :] - x[:, None, None, :]        # (N_i, S, N_j, 3)
-    ok = jnp.sum(d * d, axis=-1) < cutoff * cutoff
-    ii = jnp.arange(n)[:, None, None]
-    jj = jnp.arange(n)[None, None, :]
-    ss = jnp.arange(s)[None, :, None]
-    if half:
-        ok = ok & ((ii < jj) | ((ii == jj) & (ss > zero)))
-    else:
-        ok = ok & ~((ii == jj) & (ss == zero))
-    return ok.reshape(-1)
-
-
-def _build_edges(x, cell, stencil: np.ndarray, cutoff: float, capacity: int, half: bool) -> Edges:
-    """Every (receiver i, sender j, translation S) within ``cutoff`` (jit-able), padded to
-    ``capacity``; enumerated receiver-major, so the list comes out sorted by receiver."""
-    n, s = x.shape[0], stencil.shape[0]
-    flat = _candidates(x, cell, stencil, cutoff, half)
-    count = jnp.sum(flat, dtype=jnp.int32)
-    pad = (n - 1) * s * n + (s // 2) * n + (n - 1)
-    (idx,) = jnp.nonzero(flat, size=capacity, fill_value=pad)
-    rec = (idx // (s * n)).astype(jnp.int32)
-    snd = (idx % n).astype(jnp.int32)
-    shifts = jnp.asarray(stencil)[(idx // n) % s]
-    return Edges(rec, snd, shifts, jnp.arange(capacity) < count, count)
 
 
 @jax.tree_util.register_dataclass
@@ -181,18 +112,21 @@ class NeighborList:
     kvector_cover: jax.Array | None  # () largest stretch σ_max(C_k⁻¹ C) the Miller set covers
     did_buffer_overflow: jax.Array
     update_fn: Callable = dataclasses.field(metadata=dict(static=True), default=None)
-    sr_extent: tuple = dataclasses.field(metadata=dict(static=True), default=(0, 0, 0))
-    lr_extent: tuple = dataclasses.field(metadata=dict(static=True), default=(0, 0, 0))
+    sr_extent: tuple | None = dataclasses.field(metadata=dict(static=True), default=None)  # None: minimum image
+    lr_extent: tuple | None = dataclasses.field(metadata=dict(static=True), default=None)
+    sr_compact: int = dataclasses.field(metadata=dict(static=True), default=0)  # edges within r_max
+    lr_compact: int = dataclasses.field(metadata=dict(static=True), default=0)  # pairs within the Ewald cutoff
 
     def update(self, position, **kwargs) -> "NeighborList":
         """The lists for new positions (and ``box=``), rebuilt in place when needed (jit-able)."""
         return self.update_fn(position, self, **kwargs)
 
     @property
-    def capacities(self) -> tuple[int, int, int]:
-        """(network edges, Ewald pairs, k-vectors) capacities (0 where absent)."""
+    def capacities(self) -> tuple[int, int, int, int, int]:
+        """Capacities (0 where absent): network edges and Ewald pairs within cutoff + skin,
+        k-vectors, and the edges and pairs within the cutoffs (what the model evaluates)."""
         return (self.sr.capacity, 0 if self.lr is None else self.lr.capacity,
-                0 if self.miller is None else self.miller.shape[0])
+                0 if self.miller is None else self.miller.shape[0], self.sr_compact, self.lr_compact)
 
     @property
     def idx(self):
@@ -220,8 +154,9 @@ class MDFunctions(NamedTuple):
         energy_fn: ``energy_fn(R, neighbor, **kwargs)`` -> () total energy, eV.
         terms_fn: ``terms_fn(R, neighbor, **kwargs)`` -> dict of () ``energy``, ``energy_short``,
             ``energy_elec`` (eV), ``charges`` (N,) e, ``total_charge`` () e, ``qeq_residual`` ()
-            eV/e, ``qeq_iterations`` () and ``neighbors_ok`` () bool (the list is still complete
-            at R); short-range models give zero charges and E_elec. An
+            eV/e, ``qeq_iterations`` (), ``neighbors_ok`` () bool (the list is still complete
+            at R) and ``edges_ok`` () bool (the entries within the cutoffs fit the compacted
+            capacities; else reallocate, as for ``did_buffer_overflow``); short-range models give zero charges and E_elec. An
             :class:`~eqlr_jax.EnsemblePotential` gives the members' mean and adds
             ``members_energy`` (K,) eV, whose gradients are the members' forces.
         species: (N,) atomic numbers. long_range: whether the model has charges.
@@ -352,32 +287,31 @@ def md_functions(displacement_fn, box, potential, species, *, total_charge: floa
         return x, cell, u
 
     # -- lists -------------------------------------------------------------------------------
-    def build(u, cell, sr_extent, lr_extent, caps):
-        x = u @ cell if periodic else u
-        c = cell if periodic else jnp.zeros((3, 3), u.dtype)
-        sr = _build_edges(x, c, _stencil(sr_extent), r_max + skin, caps[0], half=False)
-        lr = _build_edges(x, c, _stencil(lr_extent), r_cut + skin, caps[1], half=True) if lr_periodic else None
+    def cartesian(u, cell):
+        return (u @ cell, cell) if periodic else (u, jnp.zeros((3, 3), u.dtype))
+
+    def build(u, cell, sr_mode, lr_mode, caps):
+        x, c = cartesian(u, cell)
+        sr = build_edges(x, u, c, pbc, sr_mode, r_max + skin, caps[0], half=False)
+        lr = build_edges(x, u, c, lr_pbc, lr_mode, r_cut + skin, caps[1], half=True) if lr_periodic else None
         return sr, lr
 
     @functools.partial(jax.jit, static_argnums=(2, 3))
-    def count(u, cell, sr_extent, lr_extent):
-        x = u @ cell if periodic else u
-        c = cell if periodic else jnp.zeros((3, 3), u.dtype)
-        n_sr = jnp.sum(_candidates(x, c, _stencil(sr_extent), r_max + skin, half=False), dtype=jnp.int32)
-        n_lr = (jnp.sum(_candidates(x, c, _stencil(lr_extent), r_cut + skin, half=True), dtype=jnp.int32)
-                if lr_periodic else jnp.zeros((), jnp.int32))
-        return n_sr, n_lr
+    def count(u, cell, sr_mode, lr_mode):
+        """Entries within cutoff + skin and within the cutoff: (sr, lr, sr inside, lr inside)."""
+        x, c = cartesian(u, cell)
+        zero = jnp.zeros((), jnp.int32)
+        n = [jnp.sum(candidates(x, u, c, pbc, sr_mode, r_max + d, half=False), dtype=jnp.int32) for d in (skin, 0.0)]
+        m = [jnp.sum(candidates(x, u, c, lr_pbc, lr_mode, r_cut + d, half=True), dtype=jnp.int32) if lr_periodic
+             else zero for d in (skin, 0.0)]
+        return n[0], m[0], n[1], m[1]
 
     def overflow(nb: NeighborList, cell):
         flag = nb.sr.count > nb.sr.capacity
         if periodic:
-            h = _heights(cell)
-            for ext, rc in ((nb.sr_extent, r_max), (nb.lr_extent, r_cut if lr_periodic else None)):
-                if rc is None:
-                    continue
-                need = jnp.where(jnp.asarray(pbc), jnp.ceil((rc + skin) / h), 0.0)
-                flag = flag | jnp.any(need > jnp.asarray(ext, h.dtype))
+            flag = flag | mode_overflows(nb.sr_extent, cell, r_max + skin, pbc)
         if lr_periodic:
+            flag = flag | mode_overflows(nb.lr_extent, cell, r_cut + skin, lr_pbc)
             flag = flag | (nb.lr.count > nb.lr.capacity)
             stretch = jnp.linalg.inv(nb.kvector_box.T) @ cell  # C_alloc⁻¹ C, rows = lattice vectors
             flag = flag | (jnp.linalg.svd(stretch, compute_uv=False)[0] > nb.kvector_cover * (1 + 1e-12))
@@ -385,16 +319,16 @@ def md_functions(displacement_fn, box, potential, species, *, total_charge: floa
 
     _build_jit = jax.jit(build, static_argnums=(2, 3, 4))
 
-    def allocate(R, extra_capacity: int = 0, box=None, capacity=(0, 0, 0), cover=(), **kwargs) -> NeighborList:
+    def allocate(R, extra_capacity: int = 0, box=None, capacity=(), cover=(), **kwargs) -> NeighborList:
         """A new list built at ``R`` (and ``box``, default: the factory's box): host code.
 
-        ``capacity``: lower bounds of the (network edges, Ewald pairs, k-vectors) capacities, e.g.
-        the previous list's (``NeighborList.capacities``), so that a reallocation keeps the
-        array shapes (and the compiled program) unless a list has outgrown them; a k-vector set
-        that outgrows its bound gets 25 % room (zero Miller rows, which are inert).
-        ``cover``: more ``(R, box)`` geometries the list must also serve without overflow (the
-        end of a chunk that is re-run from ``R``): capacities, image stencils and the k-vector
-        set are sized for all of them."""
+        ``capacity``: lower bounds of the capacities (``NeighborList.capacities``, the previous
+        list's), so that a reallocation keeps the array shapes (and the compiled program)
+        unless a list has outgrown them; a k-vector set that outgrows its bound gets 25 % room
+        (zero Miller rows, which are inert). ``cover``: more ``(R, box)`` geometries the list
+        must also serve without overflow (the end of a chunk that is re-run from ``R``):
+        capacities, image stencils and the k-vector set are sized for all of them."""
+        capacity = tuple(int(c) for c in capacity) + (0,) * (5 - len(capacity))
         geoms = []
         for r, bx in [(R, box)] + list(cover):
             r = jnp.asarray(r)
@@ -402,29 +336,32 @@ def md_functions(displacement_fn, box, potential, species, *, total_charge: floa
             geoms.append((b,) + geometry(r, b)[1:])
         b, cell, u = geoms[0]
         cells = [np.asarray(g[1], np.float64) for g in geoms]
-        sr_ext = tuple(np.max([_stencil_extent(c, r_max + skin, pbc) for c in cells], axis=0).tolist()) \
-            if periodic else (0, 0, 0)
-        lr_ext = tuple(np.max([_stencil_extent(c, r_cut + skin, lr_pbc) for c in cells], axis=0).tolist()) \
-            if lr_periodic else (0, 0, 0)
-        counts = np.max([[int(c) for c in count(g[2], g[1], sr_ext, lr_ext)] for g in geoms], axis=0)
-        caps = (max(int(counts[0] * multiplier) + n * int(extra_capacity), int(capacity[0]), 1),
-                max(int(counts[1] * multiplier) + n * int(extra_capacity), int(capacity[1]), 1))
-        sr, lr = _build_jit(u, cell, sr_ext, lr_ext, caps)
+        sr_mode = merge_modes([list_mode(c, r_max + skin, pbc) for c in cells]) if periodic else None
+        lr_mode = merge_modes([list_mode(c, r_cut + skin, lr_pbc) for c in cells]) if lr_periodic else None
+        counts = np.max([[int(c) for c in count(g[2], g[1], sr_mode, lr_mode)] for g in geoms], axis=0)
+        extra = n * int(extra_capacity)
+        caps = tuple(max(int(counts[i] * multiplier) + extra, capacity[i], 1) for i in (0, 1))
+        # the entries within the cutoffs fluctuate less than the list: half the margin
+        compact_mult = 1.0 + 0.5 * (multiplier - 1.0)
+        compact_caps = tuple(0 if skin == 0 else min(caps[i], max(int(counts[2 + i] * compact_mult) + 8 + extra,
+                                                                   capacity[3 + i], 1)) for i in (0, 1))
+        sr, lr = _build_jit(u, cell, sr_mode, lr_mode, caps)
         miller = cover_k = None
         if lr_periodic:
             inv = np.linalg.inv(cells[0])
             stretch = max([1.0] + [float(np.linalg.svd(inv @ c, compute_uv=False)[0]) for c in cells[1:]])
             cover_k = (1.0 + margin) * stretch
             m = miller_indices(cells[0], k_cut * cover_k)
-            k_cap = max(len(m), 1) if len(m) <= int(capacity[2]) or int(capacity[2]) == 0 else int(1.25 * len(m))
-            k_cap = max(k_cap, int(capacity[2]))
+            k_cap = max(len(m), 1) if len(m) <= capacity[2] or capacity[2] == 0 else int(1.25 * len(m))
+            k_cap = max(k_cap, capacity[2])
             miller = jnp.asarray(np.concatenate([m, np.zeros((k_cap - len(m), 3), m.dtype)]), R.dtype)  # k = 0: no term
             cover_k = jnp.asarray(cover_k, cell.dtype)
         nb = NeighborList(sr=sr, lr=lr, miller=miller, reference_position=u, reference_box=b, box=b,
                           kvector_box=b if lr_periodic else None, kvector_cover=cover_k,
-                          did_buffer_overflow=jnp.zeros((), bool), update_fn=update, sr_extent=sr_ext,
-                          lr_extent=lr_ext)
-        return dataclasses.replace(nb, did_buffer_overflow=overflow(nb, cell))
+                          did_buffer_overflow=jnp.zeros((), bool), update_fn=update, sr_extent=sr_mode,
+                          lr_extent=lr_mode, sr_compact=compact_caps[0],
+                          lr_compact=compact_caps[1] if lr_periodic else 0)
+        return dataclasses.replace(nb, did_buffer_overflow=overflow(nb, cell) | ~entries_fit(u, cell, nb))
 
     def moved(u, cell, nb: NeighborList):
         """Bound on how much any pair distance has changed since ``nb`` was built, Å: twice the
@@ -433,7 +370,7 @@ def md_functions(displacement_fn, box, potential, species, *, total_charge: floa
             ref_cell = nb.reference_box.T
             wraps = jnp.round(u - nb.reference_position)
             dx = (u - wraps) @ cell - nb.reference_position @ ref_cell
-            ext = jnp.asarray(max(nb.sr_extent, nb.lr_extent), cell.dtype)
+            ext = jnp.asarray(np.maximum(image_reach(nb.sr_extent, pbc), image_reach(nb.lr_extent, lr_pbc)), cell.dtype)
             deform = jnp.sum(ext * jnp.linalg.norm(cell - ref_cell, axis=1))
         else:
             dx, deform = u - nb.reference_position, 0.0
@@ -456,27 +393,67 @@ def md_functions(displacement_fn, box, potential, species, *, total_charge: floa
         else:
             nb = rebuild(None)
         nb = dataclasses.replace(nb, box=b)
-        return dataclasses.replace(nb, did_buffer_overflow=overflow(nb, cell))
+        return dataclasses.replace(nb, did_buffer_overflow=overflow(nb, cell) | ~entries_fit(u, cell, nb))
 
     # -- graph and energy --------------------------------------------------------------------
     def edge_shifts(edges: Edges, wraps):
         """Shifts that keep each entry's image under atoms wrapped since the list was built."""
         return (edges.shifts + wraps[edges.receivers] - wraps[edges.senders]).astype(wraps.dtype)
 
-    def make_graph(x, cell, u, nb: NeighborList) -> Graph:
-        dt = x.dtype
+    def vectors(x, cell, u, edges: Edges, nb: NeighborList):
+        """The entries' current shifts and vectors x_s − x_r + shift @ cell, Å."""
         wraps = jnp.round(u - nb.reference_position) if periodic else jnp.zeros_like(u)
-        sr_shift = edge_shifts(nb.sr, wraps)
-        vec = x[nb.sr.senders] - x[nb.sr.receivers] + sr_shift @ cell
-        within = jnp.sum(jax.lax.stop_gradient(vec) ** 2, axis=-1) < r_max * r_max
+        sh = edge_shifts(edges, wraps)
+        return sh, x[edges.senders] - x[edges.receivers] + sh @ cell
+
+    def inside_counts(x, cell, u, nb: NeighborList):
+        """Entries within r_max (network) and within the Ewald cutoff (pairs)."""
+        def n_in(edges, rc):
+            v = jax.lax.stop_gradient(vectors(x, cell, u, edges, nb)[1])
+            return jnp.sum(edges.mask & (jnp.sum(v * v, axis=-1) < rc * rc), dtype=jnp.int32)
+        return n_in(nb.sr, r_max), (n_in(nb.lr, r_cut) if lr_periodic else jnp.zeros((), jnp.int32))
+
+    def entries_fit(u, cell, nb: NeighborList):
+        """() bool: the entries within the cutoffs fit the compacted capacities at (u, cell)."""
+        x, c = cartesian(u, cell)
+        n_sr, n_lr = inside_counts(x, c, u, nb)
+        ok = (n_sr <= nb.sr_compact) if nb.sr_compact else jnp.ones((), bool)
+        return ok & (n_lr <= nb.lr_compact) if nb.lr_compact else ok
+
+    def entries(x, cell, u, nb: NeighborList):
+        """What the model evaluates: the network's edges and the Ewald pairs of the lists within
+        the cutoffs (compacted when the list has a skin), as (receivers, senders, shifts, mask),
+        and () bool: no entry was lost to the compacted capacities."""
+        ok = jnp.ones((), bool)
+        sh, vec = vectors(x, cell, u, nb.sr, nb)
+        if nb.sr_compact:
+            *sr, cnt = compact(nb.sr, sh, vec, r_max, nb.sr_compact, n)
+            ok = ok & (cnt <= nb.sr_compact)
+        else:
+            within = jnp.sum(jax.lax.stop_gradient(vec) ** 2, axis=-1) < r_max * r_max
+            sr = (nb.sr.receivers, nb.sr.senders, sh, nb.sr.mask & within)
+        lr = None
+        if lr_periodic:
+            lsh, lvec = vectors(x, cell, u, nb.lr, nb)
+            if nb.lr_compact:
+                *lr, cnt = compact(nb.lr, lsh, lvec, r_cut, nb.lr_compact, n)
+                ok = ok & (cnt <= nb.lr_compact)
+            else:
+                lr = (nb.lr.receivers, nb.lr.senders, lsh, nb.lr.mask)
+        return sr, lr, ok
+
+    def make_graph(x, cell, u, nb: NeighborList):
+        """(the model's Graph, () bool: no entry lost to the compacted capacities)."""
+        dt = x.dtype
+        (rec, snd, sr_shift, sr_mask), lr, fits = entries(x, cell, u, nb)
         cells = jnp.stack([cell, jnp.zeros((3, 3), dt)])
         long_range = None
         if spec is not None:
             if lr_periodic:
                 k = nb.miller.shape[0]
                 long_range = FlatData(
-                    pair_i=nb.lr.receivers, pair_j=nb.lr.senders, pair_shift=edge_shifts(nb.lr, wraps),
-                    pair_mask=nb.lr.mask, miller=nb.miller, k_graph=jnp.zeros(k, jnp.int32),
+                    pair_i=lr[0], pair_j=lr[1], pair_shift=lr[2].astype(dt),
+                    pair_mask=lr[3], miller=nb.miller, k_graph=jnp.zeros(k, jnp.int32),
                     k_mask=jnp.ones(k, bool), eta=jnp.asarray([eta, 1.0], dt), r_cut=jnp.asarray([r_cut, np.inf], dt),
                     periodic=jnp.asarray([True, False]), slab=jnp.asarray([~pbc, np.zeros(3, bool)], dt))
             else:
@@ -487,21 +464,21 @@ def md_functions(displacement_fn, box, potential, species, *, total_charge: floa
                     k_mask=jnp.zeros(1, bool), eta=jnp.ones(2, dt), r_cut=jnp.full(2, np.inf, dt),
                     periodic=jnp.zeros(2, bool), slab=jnp.zeros((2, 3), dt))
         return Graph(positions=x, species=idx, node_graph=jnp.zeros(n, jnp.int32), node_mask=jnp.ones(n, bool),
-                     senders=nb.sr.senders, receivers=nb.sr.receivers, shifts=sr_shift,
-                     edge_mask=nb.sr.mask & within, cell=cells, pbc=jnp.asarray([pbc, np.zeros(3, bool)]),
+                     senders=snd, receivers=rec, shifts=sr_shift.astype(dt),
+                     edge_mask=sr_mask, cell=cells, pbc=jnp.asarray([pbc, np.zeros(3, bool)]),
                      total_charge=jnp.asarray([tq, 0.0], dt), graph_mask=jnp.asarray([True, False]),
-                     long_range=long_range)
+                     long_range=long_range), fits
 
     def terms_fn(R, neighbor: NeighborList, charges_guess=None, **kwargs) -> dict:
         _TRACES["terms"] += 1
         b = kwargs.get("box", neighbor.box) if periodic else None
         x, cell, u = geometry(R, b, kwargs.get("perturbation"))
-        graph = make_graph(x, cell, u, neighbor)
+        graph, fits = make_graph(x, cell, u, neighbor)
         t = potential.terms(graph, x, graph.cell, charges_guess)
         e = t["energy"][0]
         b0 = neighbor.box if periodic else None  # the list's validity, at the unperturbed geometry
         _, cell0, u0 = geometry(R, kwargs.get("box", b0) if periodic else None)
-        out = {"energy": e, "neighbors_ok": moved(u0, cell0, neighbor) < skin}
+        out = {"energy": e, "neighbors_ok": moved(u0, cell0, neighbor) < skin, "edges_ok": fits}
         if spec is None:
             zero = jnp.zeros((), x.dtype)
             out.update(energy_short=e, energy_elec=zero, charges=jnp.zeros(n, x.dtype), total_charge=zero,

@@ -181,7 +181,7 @@ class Dynamics:
             st = self.apply_fn(st, neighbor=nb)
             stale = stale | ~st.terms["neighbors_ok"]
             nb = nb.update(st.md.position, **self._box_kw(st.md))
-            overflow = overflow | nb.did_buffer_overflow
+            overflow = overflow | nb.did_buffer_overflow | ~st.terms["edges_ok"]
             rec = {key: rec[key].at[k].set(v) for key, v in self._record(st).items()}
             return st, nb, overflow, stale, rec
 
