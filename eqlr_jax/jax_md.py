@@ -33,8 +33,12 @@ Design choices (see also the README, "Molecular dynamics"):
   real-space pairs, (c) lists that survive atoms being wrapped back into the box: each list
   keeps the fractional reference positions it was built from, and the energy corrects an edge's
   integer shift by the atoms' wrap counts round(u − u_ref), so a wrapped atom does not force a
-  rebuild, and (d) one overflow flag for both lists, the stencil and the k-vector set. The cost
-  is O(S N²) per rebuild (S translations). With the skin ``dr_threshold`` (default 0.5 Å),
+  rebuild, and (d) one overflow flag for both lists, the stencil and the k-vector set. A rebuild
+  enumerates N² pairs by minimum image where that is exact (cutoff + skin below half of every
+  cell height), else S·N² under the S translations of the stencil (``eqlr_jax.jit_lists``).
+  At each evaluation the entries within the cutoffs are compacted into smaller fixed
+  capacities, so the model does no work on the skin (``edges_ok`` reports whether they fit;
+  ``update`` folds it into ``did_buffer_overflow``). With the skin ``dr_threshold`` (default 0.5 Å),
   ``update`` rebuilds only once the pair distances may have changed by half the skin
   (2 max |displacement| + cell deformation ≥ dr_threshold / 2), so a list stays complete for as
   much motion again after its last update; ``terms_fn`` checks at every evaluation that the full
