@@ -3,6 +3,11 @@ import os
 
 # pytest runs two worker processes (pyproject.toml): on a GPU, neither may take most of its memory
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+# The suite is mostly XLA compilation: LLVM's optimisation level 0 compiles about a quarter
+# faster and changes no result the tests check (subprocesses inherit it). EQLR_TEST_XLA_OPT=1
+# keeps XLA's default, to test the optimised pipeline.
+if os.environ.get("EQLR_TEST_XLA_OPT") != "1" and "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

@@ -19,7 +19,6 @@ def _cfg(path, out, *extra):
                               *SMALL_MODEL, *extra])
 
 
-@pytest.mark.slow  # three training runs; pytest -m slow
 def test_ensemble_of_two_equals_two_separate_runs(tmp_path):
     path = tf.write(tmp_path / "mol.xyz", tf.molecules(12))
     ens = train(_cfg(path, tmp_path / "ens", "run.ensemble=2"), log=lambda *a: None)

@@ -67,13 +67,13 @@ def drift_and_fluctuation(e, dt_fs, n_atoms):
     return slope / n_atoms, np.std(e - (slope * t + icpt)) / n_atoms
 
 
-# one case in the default run; the other three are slow (2,000 steps each): pytest -m slow
+# the cluster and the periodic cell in the default run, each with one solver; the other two
+# (2,000 steps each) are slow: pytest -m slow
 _SLOW = pytest.mark.slow
 
 
 @pytest.mark.parametrize("make,solver", [(na9cl8, "dense"), pytest.param(na9cl8, "cg", marks=_SLOW),
-                                         pytest.param(nacl64, "cg", marks=_SLOW),
-                                         pytest.param(nacl64, "dense", marks=_SLOW)],
+                                         (nacl64, "cg"), pytest.param(nacl64, "dense", marks=_SLOW)],
                          ids=["Na9Cl8+-dense", "Na9Cl8+-cg", "NaCl-64-cg", "NaCl-64-dense"])
 def test_nve_conserves_energy(make, solver):
     atoms = make()
@@ -96,7 +96,6 @@ def test_nve_conserves_energy(make, solver):
         assert rec["qeq_iterations"].mean() < 0.8 * int(cold["qeq_iterations"])
 
 
-@pytest.mark.slow  # minutes of MD; pytest -m slow
 def test_nvt_reaches_target_temperature():
     from ase.md.velocitydistribution import thermalize_momenta
 
@@ -133,7 +132,6 @@ def test_npt_expands_a_compressed_cell_smoothly():
     assert curvature.max() < 1e-4
 
 
-@pytest.mark.slow  # minutes of MD; pytest -m slow
 def test_npt_contracts_below_its_target_pressure():
     """Internal pressure below the 2 GPa target: the volume shrinks (and the stress sign is
     right: jax-md's NPT moves the box by the strain derivative of this energy)."""
@@ -151,6 +149,7 @@ def test_new_kvector_set_changes_energy_below_accuracy():
     assert abs(e[1] - e[0]) < 1e-7  # ewald_accuracy 1e-8 of an electrostatic energy of a few eV
 
 
+@pytest.mark.slow  # the NPT runs above depend on it; pytest -m slow
 def test_box_derivative_is_the_strain_derivative():
     """NPT moves the box; its force is the perturbation derivative: they must agree."""
     dyn = Dynamics(smooth_potential(), nacl64(), "npt", extra_energy=repulsion)

@@ -142,7 +142,6 @@ def jax_leaves(tree):
     return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
 
 
-@pytest.mark.slow  # a training subprocess; pytest -m slow
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, dataset):
     out = tmp_path / "killed"
     args = [f"data.path={dataset}", f"run.out_dir={out}", "run.epochs=400", "run.checkpoint_every=1",
