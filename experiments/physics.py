@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -37,7 +38,9 @@ def _model(dataset: str, model: str):
     return eqlr_jax.load(path) if os.path.exists(path) else None
 
 
+@functools.lru_cache(maxsize=None)
 def _split(dataset: str):
+    """(frames, splits) of a dataset as its runs split it (loaded once per process)."""
     from eqlr_jax.train import load_config
     from eqlr_jax.train.trainer import prepare
 

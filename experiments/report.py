@@ -254,8 +254,8 @@ def learning_curves(runs) -> list[str]:
     for d in lc["datasets"]:
         for m in lc["models"]:
             vals = [_rmse(runs.get(run_name(d, m, n)), "forces") for n in lc["n_train"]]
-            vals.append(_rmse(runs.get(run_name(d, m)), "forces"))
             have |= any(v is not None for v in vals)
+            vals.append(_rmse(runs.get(run_name(d, m)), "forces"))
             lines.append(f"| {d} | {m} | " + " | ".join(_fmt(v) for v in vals) + " |")
     if have:
         _plot_learning_curves(runs)
