@@ -102,7 +102,8 @@ def main(argv=None):
     p.add_argument("--natoms", type=int, nargs="+", default=[1000], help="molten NaCl sizes (0: none)")
     p.add_argument("--slab", default=None, help="an extxyz file whose first frame is a slab to run as well")
     p.add_argument("--models", nargs="+", choices=("sr", "lr"), default=["sr", "lr"])
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--dtype", choices=("float32", "float64", "mixed"), default="float32",
+                   help="mixed: float64 positions, QEq and electrostatics, float32 networks")
     p.add_argument("--chunk", type=int, default=20, help="steps per jitted chunk")
     p.add_argument("--rounds", type=int, default=5, help="timed chunks")
     p.add_argument("--ase-steps", type=int, default=10, help="timed ASE steps (0: skip ASE)")
@@ -113,13 +114,13 @@ def main(argv=None):
 
     import jax
 
-    if args.dtype == "float64":
+    if args.dtype in ("float64", "mixed"):
         jax.config.update("jax_enable_x64", True)
     import ase.data
     import ase.io
     import numpy as np
 
-    dtype = np.float64 if args.dtype == "float64" else np.float32
+    dtype = np.float32 if args.dtype == "float32" else np.float64
     systems = [(f"molten_nacl_{len(a)}", a) for a in (molten_nacl(n) for n in args.natoms if n > 0)]
     if args.slab:
         slab = ase.io.read(args.slab, index=0)
@@ -132,6 +133,8 @@ def main(argv=None):
             pot = model(kind, species, dtype)
             if kind == "lr":  # the MD default: CG with a tolerance NVE tolerates, loose enough for float32
                 pot = dataclasses.replace(pot, config=dataclasses.replace(pot.config, qeq_tol=1e-5))
+            if args.dtype == "mixed":
+                pot = dataclasses.replace(pot, runtime=dataclasses.replace(pot.runtime, network_dtype="float32"))
             row = {"kind": "md", "system": name, "natoms": len(atoms), "model": kind, "dtype": args.dtype,
                    "device": jax.devices()[0].device_kind, "platform": jax.devices()[0].platform,
                    "threads": len(os.sched_getaffinity(0)), "dt_fs": args.dt, "chunk": args.chunk}

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """NVE energy conservation of jax-md MD with the NequIP-LR model, against the QEq solver and its
-tolerance, in float64 or float32 (one process per dtype: x64 is process-wide).
+tolerance, in float64, float32 or mixed precision (float32 networks, float64 positions, QEq and
+electrostatics: ``Runtime(network_dtype="float32")``; one process per dtype: x64 is process-wide).
 
 The systems and the untrained smooth model are those of ``tests/test_md.py`` (Na9Cl8+ cluster,
 64-atom rattled NaCl cell, a soft-sphere core added through jax-md). For each solver setting:
@@ -11,6 +12,7 @@ compilation). One JSON line per setting:
 
     python benchmarks/md_conservation.py --system cluster --solvers dense cg:1e-3 cg:1e-4 cg:1e-6 cg:1e-8 cg:1e-10
     python benchmarks/md_conservation.py --system nacl64 --dtype float32 --solvers dense cg:1e-6
+    python benchmarks/md_conservation.py --system cluster --dtype mixed --solvers dense cg:1e-6
 """
 import argparse
 import dataclasses
@@ -26,7 +28,7 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]  # this tree's eqlr_jax, the 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--system", choices=("cluster", "nacl64"), default="cluster")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float64")
+    p.add_argument("--dtype", choices=("float32", "float64", "mixed"), default="float64")
     p.add_argument("--solvers", nargs="+", default=["dense", "cg:1e-6", "cg:1e-10"],
                    help="dense, or cg:TOL (the model's relative qeq_tol)")
     p.add_argument("--steps", type=int, default=2000)
@@ -35,7 +37,7 @@ def main(argv=None):
 
     import jax
 
-    if args.dtype == "float64":
+    if args.dtype in ("float64", "mixed"):
         jax.config.update("jax_enable_x64", True)
     import numpy as np
 
@@ -44,11 +46,13 @@ def main(argv=None):
     import test_md as sysdef  # the systems and the smooth model of the tests
 
     atoms = sysdef.na9cl8() if args.system == "cluster" else sysdef.nacl64()
-    dtype = np.float64 if args.dtype == "float64" else np.float32
+    dtype = np.float32 if args.dtype == "float32" else np.float64
     for setting in args.solvers:
         solver, _, tol = setting.partition(":")
         cfg = dataclasses.replace(sysdef.CFG, qeq_tol=float(tol)) if tol else sysdef.CFG
         pot = sysdef.smooth_potential(cfg, solver=solver, dtype=dtype)
+        if args.dtype == "mixed":
+            pot = dataclasses.replace(pot, runtime=dataclasses.replace(pot.runtime, network_dtype="float32"))
         dyn = Dynamics(pot, atoms, "nve", dt_fs=args.dt, temperature_K=300, chunk=args.steps,
                        extra_energy=sysdef.repulsion, dtype=dtype)
         state, nbrs = dyn.init()

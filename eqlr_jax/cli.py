@@ -1,5 +1,5 @@
 """Command line of eqlr_jax: ``demo``, ``train``, ``evaluate``, ``md`` (molecular dynamics,
-:mod:`eqlr_jax.md`), ``info``."""
+:mod:`eqlr_jax.md_cli`), ``info``."""
 from __future__ import annotations
 
 import argparse
@@ -125,7 +125,7 @@ def main(argv=None) -> int:
     i = sub.add_parser("info", help="describe a model file")
     i.add_argument("model")
     i.set_defaults(func=_info)
-    from .md import add_md_parser
+    from .md_cli import add_md_parser
 
     add_md_parser(sub)
     args = p.parse_args(argv)

@@ -63,7 +63,7 @@ import dataclasses
 import functools
 import math
 import warnings
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -410,19 +410,19 @@ def md_functions(displacement_fn, box, potential, species, *, total_charge: floa
         sh = edge_shifts(edges, wraps)
         return sh, x[edges.senders] - x[edges.receivers] + sh @ cell
 
-    def inside_counts(x, cell, u, nb: NeighborList):
-        """Entries within r_max (network) and within the Ewald cutoff (pairs)."""
-        def n_in(edges, rc):
-            v = jax.lax.stop_gradient(vectors(x, cell, u, edges, nb)[1])
-            return jnp.sum(edges.mask & (jnp.sum(v * v, axis=-1) < rc * rc), dtype=jnp.int32)
-        return n_in(nb.sr, r_max), (n_in(nb.lr, r_cut) if lr_periodic else jnp.zeros((), jnp.int32))
-
     def entries_fit(u, cell, nb: NeighborList):
-        """() bool: the entries within the cutoffs fit the compacted capacities at (u, cell)."""
+        """() bool: the entries within r_max (network) and within the Ewald cutoff (pairs) fit the
+        compacted capacities at (u, cell)."""
         x, c = cartesian(u, cell)
-        n_sr, n_lr = inside_counts(x, c, u, nb)
-        ok = (n_sr <= nb.sr_compact) if nb.sr_compact else jnp.ones((), bool)
-        return ok & (n_lr <= nb.lr_compact) if nb.lr_compact else ok
+
+        def fits(edges, rc, capacity):
+            if not capacity:
+                return jnp.ones((), bool)
+            v = jax.lax.stop_gradient(vectors(x, c, u, edges, nb)[1])
+            return jnp.sum(edges.mask & (jnp.sum(v * v, axis=-1) < rc * rc), dtype=jnp.int32) <= capacity
+
+        return fits(nb.sr, r_max, nb.sr_compact) & (fits(nb.lr, r_cut, nb.lr_compact) if lr_periodic
+                                                     else jnp.ones((), bool))
 
     def entries(x, cell, u, nb: NeighborList):
         """What the model evaluates: the network's edges and the Ewald pairs of the lists within
@@ -514,85 +514,5 @@ def with_extra_energy(fns: MDFunctions, extra: Callable) -> MDFunctions:
     return fns._replace(energy_fn=lambda R, neighbor, **kw: terms_fn(R, neighbor, **kw)["energy"], terms_fn=terms_fn)
 
 
-# ---------------------------------------------------------------------------------------------
-# QEq in MD: the previous charges as the warm start
-
-
-class QEqState(NamedTuple):
-    """An integrator state with the charges of its positions (the next solve's warm start).
-
-    Attributes:
-        md: the jax-md state. charges: (N,) e. terms: the ``terms_fn`` outputs at ``md``'s
-        positions (``energy``, ``energy_short``, ``energy_elec``, ``qeq_residual``, ...).
-    """
-
-    md: Any
-    charges: jax.Array
-    terms: dict
-
-
-def qeq_integrator(integrator, fns: MDFunctions, shift_fn, *args, **kwargs):
-    """A jax-md integrator whose force evaluations start QEq from the previous step's charges.
-
-    ``integrator`` is a jax-md factory (``simulate.nve``, ``nvt_langevin``, ``nvt_nose_hoover``,
-    ``npt_nose_hoover``, ...), called as ``integrator(energy_or_force_fn, shift_fn, *args,
-    **kwargs)``. Returns ``(init_fn, apply_fn)`` on :class:`QEqState`:
-    ``init_fn(key, R, neighbor=..., **kw)`` and ``apply_fn(state, neighbor=..., **kw)``.
-
-    Integrators that take a force function get one that returns the charges and the other terms
-    of the same evaluation (no extra work). ``npt_nose_hoover`` differentiates the energy with
-    respect to the cell itself, so there the charges at the new positions come from one more
-    evaluation of the energy without derivatives (which XLA trims to stage 1 and QEq).
-    """
-    from jax_md import simulate
-
-    needs_energy = integrator is simulate.npt_nose_hoover
-
-    def forces_with_terms(captured, neighbor, guess):
-        def force_fn(R, **kw):
-            kw.pop("neighbor", None)
-            (_, t), g = jax.value_and_grad(lambda r: _energy_aux(fns, r, neighbor, guess, kw), has_aux=True)(R)
-            captured.append(t)
-            return -g
-        return force_fn
-
-    def energy_with_guess(neighbor, guess):
-        def energy_fn(R, **kw):
-            kw.pop("neighbor", None)
-            return fns.energy_fn(R, neighbor, charges_guess=guess, **kw)
-        return energy_fn
-
-    def _box_kw(md):
-        return {"box": simulate.npt_box(md)} if hasattr(md, "box_position") else {}
-
-    def init_fn(key, R, neighbor, **kw):
-        t = fns.terms_fn(R, neighbor, **{k: v for k, v in kw.items() if k == "box"})
-        guess = t["charges"] if fns.long_range else None
-        if needs_energy:
-            md_init, _ = integrator(energy_with_guess(neighbor, guess), shift_fn, *args, **kwargs)
-        else:
-            md_init, _ = integrator(forces_with_terms([], neighbor, guess), shift_fn, *args, **kwargs)
-        md = md_init(key, R, **kw)
-        return QEqState(md, t["charges"], t)
-
-    def apply_fn(state: QEqState, neighbor, **kw):
-        guess = state.charges if fns.long_range else None
-        if needs_energy:
-            _, md_apply = integrator(energy_with_guess(neighbor, guess), shift_fn, *args, **kwargs)
-            md = md_apply(state.md, **kw)
-            t = fns.terms_fn(md.position, neighbor, charges_guess=guess, **_box_kw(md))
-        else:
-            captured = []
-            _, md_apply = integrator(forces_with_terms(captured, neighbor, guess), shift_fn, *args, **kwargs)
-            # jax-md jits its step functions; call the undecorated one, so that the force evaluation
-            # is traced in this trace and its terms can leave it (a leaked tracer would raise)
-            md = getattr(md_apply, "__wrapped__", md_apply)(state.md, **kw)
-            t = captured[-1]  # the force evaluation at md.position (after jax-md's eval_shape probe)
-        return QEqState(md, t["charges"], t)
-
-    return init_fn, apply_fn
-
-
-def _energy_aux(fns: MDFunctions, R, neighbor, guess, kw):
-    t = fns.terms_fn(R, neighbor, charges_guess=guess, **kw)
-    return t["energy"], jax.lax.stop_gradient(t)
+# QEq in MD (the integrator helper) lives in its own module; re-exported here
+from .md_qeq import QEqState, qeq_integrator  # noqa: E402

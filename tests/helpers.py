@@ -24,3 +24,17 @@ def fd_grad(f, x, h=1e-5):
         xm[idx] -= h
         g[idx] = (float(f(xp)) - float(f(xm))) / (2 * h)
     return g
+
+
+def write_rattled_nacl(tmp_path, total_charge: float, name: str = "nacl.xyz"):
+    """The 8-atom rocksalt NaCl cubic cell (5.64 Å: below 2 r_max of the MD tests' models),
+    rattled by 0.05 Å, written as extxyz with its total charge (e); returns the path."""
+    import ase.build
+    import ase.io
+
+    atoms = ase.build.bulk("NaCl", "rocksalt", a=5.64, cubic=True)
+    atoms.rattle(0.05, seed=0)
+    atoms.info["total_charge"] = total_charge
+    path = tmp_path / name
+    ase.io.write(path, atoms, format="extxyz")
+    return path

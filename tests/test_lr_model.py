@@ -380,3 +380,27 @@ def test_config_validation():
         LRConfig.from_dict(dict(LRConfig(species=("H",)).to_dict(), r_maks=3.0))
     cfg = LRConfig(species=("H", "O"), sigmas=(0.3, 0.6))
     assert LRConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_mixed_precision_runs_the_networks_in_float32_and_qeq_in_float64(lr64):
+    """Runtime(network_dtype="float32") on float64 input (a charged triclinic cell): float32-level
+    network results, but the charges still sum to the total charge to float64 precision (QEq and
+    Ewald in float64)."""
+    s = charged_cell()
+    g, _ = lr64.graph(s, dtype=np.float64)
+    ref = lr64(g)
+    mixed = dataclasses.replace(lr64, runtime=Runtime(network_dtype="float32"))(g)
+    f32 = lr64(lr64.graph(s, dtype=np.float32)[0])
+    n = s.n_atoms
+    for k in ("energy", "forces", "stress", "charges"):
+        assert mixed[k].dtype == jnp.float64, k
+    e_ref = float(ref["energy"][0])
+    d_mixed = abs(float(mixed["energy"][0]) - e_ref)
+    assert 0.0 < d_mixed < 1e-5 * max(1.0, abs(e_ref))  # the network rounded to float32, nothing worse
+    np.testing.assert_allclose(np.asarray(mixed["forces"][:n]), np.asarray(ref["forces"][:n]), atol=1e-4)
+    np.testing.assert_allclose(np.asarray(mixed["charges"][:n]), np.asarray(ref["charges"][:n]), atol=1e-5)
+    q_err_mixed = abs(float(np.sum(np.asarray(mixed["charges"][:n]))) - s.total_charge)
+    q_err_f32 = abs(float(np.sum(np.asarray(f32["charges"][:n], np.float64))) - s.total_charge)
+    assert q_err_mixed < 1e-12 and q_err_mixed < q_err_f32
+    with pytest.raises(ValueError, match="network_dtype"):
+        Runtime(network_dtype="float16")

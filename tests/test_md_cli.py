@@ -10,17 +10,14 @@ from eqlr_jax import cli
 
 pytest.importorskip("jax_md")
 
+from helpers import write_rattled_nacl  # noqa: E402
 from test_md import smooth_potential  # noqa: E402
 
 
 def test_md_command_writes_trajectory_log_and_plot(tmp_path, capsys):
     model = tmp_path / "tiny.eqlr"
     eqlr_jax.save(model, smooth_potential(dtype=np.float32))
-    atoms = ase.build.bulk("NaCl", "rocksalt", a=5.64, cubic=True)  # 8 atoms, cell < 2 r_max
-    atoms.rattle(0.05, seed=0)
-    atoms.info["total_charge"] = -1.0
-    structure = tmp_path / "nacl.xyz"
-    ase.io.write(structure, atoms, format="extxyz")
+    structure = write_rattled_nacl(tmp_path, total_charge=-1.0)  # 8 atoms, cell < 2 r_max
     out = tmp_path / "run"
     rc = cli.main(["md", str(model), str(structure), "--ensemble", "nvt", "--temperature", "500", "--steps", "40",
                    "--every", "10", "--out", str(out), "--no-compile-cache", "--no-progress"])

@@ -14,6 +14,7 @@ from eqlr_jax.ensemble import EnsemblePotential
 
 pytest.importorskip("jax_md")
 
+from helpers import write_rattled_nacl  # noqa: E402
 from test_md import CFG, smooth_potential  # noqa: E402
 
 
@@ -28,11 +29,7 @@ def test_ensemble_md_logs_the_members_force_spread(tmp_path, capsys):
     ens = _ensemble()
     model = tmp_path / "ens.eqlr"
     eqlr_jax.save(model, ens)
-    atoms = ase.build.bulk("NaCl", "rocksalt", a=5.64, cubic=True)
-    atoms.rattle(0.05, seed=0)
-    atoms.info["total_charge"] = 0.0
-    structure = tmp_path / "nacl.xyz"
-    ase.io.write(structure, atoms, format="extxyz")
+    structure = write_rattled_nacl(tmp_path, total_charge=0.0)  # 8 atoms, cell < 2 r_max
     out = tmp_path / "run"
     rc = cli.main(["md", str(model), str(structure), "--ensemble", "nvt", "--steps", "10", "--every", "5",
                    "--dtype", "float64", "--out", str(out), "--no-compile-cache", "--no-progress"])

@@ -73,6 +73,17 @@ def test_split_is_seeded_and_disjoint():
     assert not np.array_equal(split_indices(50, 0.2, 0.1, seed=4)["test"], a["test"])
 
 
+def test_n_train_draws_nested_subsets_from_the_whole_split():
+    from eqlr_jax.train.trainer import train_subset
+
+    train = split_indices(5000, 0.1, 0.1, seed=0)["train"]  # two 2500-frame files, in file order
+    small, large = train_subset(train, 100, 0), train_subset(train, 1000, 0)
+    assert len(small) == 100 and len(np.unique(large)) == 1000 and set(large) <= set(train)
+    assert set(small) <= set(large) and np.all(np.diff(small) > 0)  # nested, sorted
+    assert 30 < np.sum(small >= 2500) < 70  # both files, not the first frames of the first
+    assert np.array_equal(train_subset(train, 100, 0), small) and not np.array_equal(train_subset(train, 100, 1), small)
+
+
 def test_reference_energies_are_least_squares():
     frames = load_frames_from(tf.molecules(20, seed=5))
     species = (1, 6, 8)

@@ -11,11 +11,10 @@ import numpy as np
 
 from .. import qeq
 from ..electrostatics.flat import flat_operator
-from ..nn import NequIP
 from ..runtime import Runtime
 from . import heads
 from .config import LRConfig
-from .sr import cast_params, network_params
+from .sr import apply_network, cast_params, network_params
 
 __all__ = ["lr_params", "lr_terms"]
 
@@ -53,12 +52,10 @@ def lr_terms(config: LRConfig, params, graph, vec, positions, cell, runtime: Run
         raise ValueError("this graph has no long-range data: build it with the long-range model's "
                          "Potential.graph (or build_graph(..., long_range=...))")
     dt = vec.dtype
-    params = cast_params(params, dt)
+    params = cast_params(params, dt)  # the networks' parameters: cast again to the network dtype
     mask, seg, species = graph.node_mask, graph.node_graph, graph.species
     n_graph = graph.n_graph_capacity
-    args = (vec, species, graph.senders, graph.receivers, graph.edge_mask)
-    _, feats = NequIP(config.stage1(), runtime, readout=False).apply(params["stage1"], *args)
-    feats = feats.array
+    _, feats = apply_network(config.stage1(), params["stage1"], graph, vec, runtime, readout=False)
     chi = jnp.where(mask, heads.chi_head(config, params["chi"], feats, species), 0.0)
     hard = heads.hardness(config, params["qeq"], species)
     sig = heads.sigmas(config, params["qeq"], species, dt)
@@ -70,7 +67,7 @@ def lr_terms(config: LRConfig, params, graph, vec, positions, cell, runtime: Run
     inputs = heads.charge_encoding(config, q)
     if config.stage2_input == "stage1":
         inputs = jnp.concatenate([inputs, feats], axis=-1)
-    out, _ = NequIP(config.stage2(), runtime).apply(params["stage2"], *args, inputs)
+    out, _ = apply_network(config.stage2(), params["stage2"], graph, vec, runtime, inputs)
     e_short_node = jnp.where(mask, out[:, 0], 0.0)
     e_elec_node = jnp.where(mask, 0.5 * q * op.matvec(q), 0.0)
     e_local_node = jnp.where(mask, chi * q + 0.5 * hard * q * q, 0.0)

@@ -9,7 +9,7 @@ from ..nn import NequIP, NequIPConfig
 from ..nn.nequip import initial_scale_shift
 from ..runtime import Runtime
 
-__all__ = ["network_params", "cast_params", "sr_node_energies"]
+__all__ = ["network_params", "cast_params", "sr_node_energies", "apply_network"]
 
 
 def cast_params(params, dtype):
@@ -39,9 +39,21 @@ def network_params(config: NequIPConfig, rng: np.random.Generator, dtype, readou
     return jax.tree_util.tree_map_with_path(value, tree)
 
 
+def apply_network(config: NequIPConfig, params, graph, vec, runtime: Runtime, node_inputs=None,
+                  readout: bool = True):
+    """``NequIP(config).apply`` on the graph in the runtime's network dtype
+    (:attr:`Runtime.network_dtype`); returns ``(readout (N, K) or None, features (N, F))``, both
+    in ``vec``'s dtype."""
+    dt = vec.dtype
+    nd = runtime.network_dtype_for(dt)
+    inputs = None if node_inputs is None else node_inputs.astype(nd)
+    out, feats = NequIP(config, runtime, readout=readout).apply(
+        cast_params(params, nd), vec.astype(nd), graph.species, graph.senders, graph.receivers, graph.edge_mask,
+        inputs)
+    return (None if out is None else out.astype(dt)), feats.array.astype(dt)
+
+
 def sr_node_energies(config: NequIPConfig, params, graph, vec, runtime: Runtime, node_inputs=None):
     """(N,) per-atom energies, eV (0 on padded nodes), from the (E, 3) edge vectors, Å."""
-    params = cast_params(params, vec.dtype)
-    out, _ = NequIP(config, runtime).apply(params, vec, graph.species, graph.senders, graph.receivers,
-                                           graph.edge_mask, node_inputs)
+    out, _ = apply_network(config, params, graph, vec, runtime, node_inputs)
     return jnp.where(graph.node_mask, out[:, 0], 0.0)

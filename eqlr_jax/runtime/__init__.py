@@ -65,6 +65,12 @@ class Runtime:
             fewer real-space pairs to find and evaluate, more k-vectors, whose mat-vecs are
             dense; ``benchmarks/README.md``). The result does not depend on it beyond the
             Ewald accuracy.
+        network_dtype: ``None`` (default): the networks compute in the input's dtype. ``"float32"``:
+            mixed precision for float64 inputs: the NequIP networks (and their parameters) run in
+            float32, the edge vectors are formed in float64 and rounded once, and the charge
+            equilibration, the electrostatics and every sum of energies stay in float64. The
+            network is most of the work, so a mixed call costs about what a float32 one does, while
+            QEq keeps float64's accuracy (``benchmarks/README.md``, "Mixed precision").
     """
 
     edge_block: int | str | None = "auto"
@@ -74,18 +80,27 @@ class Runtime:
     qeq_max_iter: int = 500
     dense_pairs_max_atoms: int = 4096
     ewald_eta_factor: float = 0.28
+    network_dtype: str | None = None
 
     def __post_init__(self):
         _check_size_option("edge_block", self.edge_block)
         _check_size_option("scatter_columns", self.scatter_columns)
         if not (isinstance(self.ewald_eta_factor, (int, float)) and self.ewald_eta_factor > 0):
             raise ValueError(f"ewald_eta_factor must be a positive number, got {self.ewald_eta_factor!r}")
+        if self.network_dtype not in (None, "float32", "float64"):
+            raise ValueError(f"network_dtype must be None, 'float32' or 'float64', got {self.network_dtype!r}")
         if self.qeq_solver not in ("auto", "dense", "cg"):
             raise ValueError(f"qeq_solver must be 'auto', 'dense' or 'cg', got {self.qeq_solver!r}")
         for name in ("qeq_dense_max_atoms", "qeq_max_iter", "dense_pairs_max_atoms"):
             v = getattr(self, name)
             if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
                 raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+
+    def network_dtype_for(self, dtype):
+        """The dtype the networks compute in for inputs of ``dtype``."""
+        import numpy as np
+
+        return np.dtype(dtype) if self.network_dtype is None else np.dtype(self.network_dtype)
 
     def qeq_method(self, n_atoms: int) -> str:
         """The QEq solver for a batch of ``n_atoms`` atom slots: ``qeq_solver``, where

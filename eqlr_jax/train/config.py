@@ -38,7 +38,7 @@ class DataSection:
     test_fraction: float = _f(0.1, "fraction of frames held out for the test")
     split_seed: int = _f(0, "seed of the train/valid/test split")
     max_frames: int | None = _f(None, "use only the first max_frames frames")
-    n_train: int | None = _f(None, "use at most this many training frames (learning curves)")
+    n_train: int | None = _f(None, "use at most this many training frames, a seeded random subset (learning curves)")
 
 
 @dataclasses.dataclass(frozen=True)

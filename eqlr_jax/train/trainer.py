@@ -91,8 +91,17 @@ def prepare(cfg: TrainConfig):
         frames += load_frames(p, _keys(cfg), index=index, format=cfg.data.format, require=require)
     splits = split_indices(len(frames), cfg.data.valid_fraction, cfg.data.test_fraction, cfg.data.split_seed)
     if cfg.data.n_train is not None:
-        splits["train"] = splits["train"][:cfg.data.n_train]
+        splits["train"] = train_subset(splits["train"], cfg.data.n_train, cfg.data.split_seed)
     return frames, splits
+
+
+def train_subset(train: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` of the training indices, drawn at random (seeded), sorted. The draws for growing
+    ``n`` are nested (a learning curve adds frames, never swaps them), and they sample the whole
+    training split: the frames of a dataset are often in file order (one trajectory, then the
+    next system), so the first ``n`` would see one system only."""
+    order = np.random.default_rng([seed, 2]).permutation(np.asarray(train))
+    return np.sort(order[:n])
 
 
 def _check_out_dir(cfg: TrainConfig) -> bool:
