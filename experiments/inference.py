@@ -15,7 +15,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from matrix import DATASETS, HERE  # noqa: E402
+from matrix import HERE, parse_run_name  # noqa: E402
 from physics import _split  # noqa: E402
 
 
@@ -31,7 +31,7 @@ def main(argv=None):
     calls = {}
     for path in sorted(glob.glob(os.path.join(HERE, "models", "*.eqlr"))):
         name = os.path.basename(path)[:-5]
-        dataset = next(d for d in DATASETS if name.startswith(d + "_"))
+        dataset, _ = parse_run_name(name)
         pot = eqlr_jax.load(path)
         frames, splits = _split(dataset)
         g, _ = pot.graph(frames[splits["test"][0]].structure)

@@ -62,6 +62,12 @@ def run_name(dataset: str, model: str, n_train: int | None = None) -> str:
     return f"{dataset}_{model}" + (f"_n{n_train}" if n_train else "")
 
 
+def parse_run_name(name: str) -> tuple[str, str]:
+    """(dataset, model) of a main-table run name (``run_name`` without ``n_train``)."""
+    dataset = next(d for d in sorted(DATASETS, key=len, reverse=True) if name.startswith(d + "_"))
+    return dataset, name[len(dataset) + 1:]
+
+
 def config(dataset: str, model: str) -> dict:
     """The training config (the YAML's sections) of one cell of the main table."""
     d, m = DATASETS[dataset], dict(MODELS[model])

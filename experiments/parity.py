@@ -14,7 +14,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from matrix import DATASETS, HERE, receptive_field  # noqa: E402
+from matrix import HERE, parse_run_name, receptive_field  # noqa: E402
 from physics import _split  # noqa: E402
 
 
@@ -31,8 +31,7 @@ def main(argv=None):
         name = os.path.basename(path)[:-5]
         if args.only and not re.search(args.only, name):
             continue
-        dataset = next(d for d in sorted(DATASETS, key=len, reverse=True) if name.startswith(d + "_"))
-        model = name[len(dataset) + 1:]
+        dataset, model = parse_run_name(name)
         frames, splits = _split(dataset)
         pairs = predictions(eqlr_jax.load(path), [frames[i] for i in splits["test"]], 8, np.float32)
         parity_plot(pairs, os.path.join(out, f"{name}.png"),

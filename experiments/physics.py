@@ -31,6 +31,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from matrix import HERE, ROOT, config, run_name  # noqa: E402
+from outputs import outputs as _outputs  # noqa: E402
 from plotting import figure  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
@@ -55,14 +56,6 @@ def _split(dataset: str):
         return prepare(load_config(None, base=config(dataset, "lr_r3")))
     finally:
         os.chdir(cwd)
-
-
-def _outputs(pot, structure) -> dict:
-    g, _ = pot.graph(structure)
-    out = pot(g, compute_stress=False)
-    n = structure.n_atoms
-    return {"energy": float(out["energy"][0]), "forces": np.asarray(out["forces"][:n], np.float64),
-            "charges": np.asarray(out["charges"][:n], np.float64) if "charges" in out else None}
 
 
 def far_h_index(structure) -> int:

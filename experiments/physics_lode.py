@@ -26,16 +26,10 @@ LABELS = {"CC": "charged–charged", "CA": "charged–apolar", "PA": "polar–ap
 
 def _energy(pot, atoms, charge: float, with_charges: bool = False):
     """The model's energy (eV) of an open structure; with its charges (e; None for SR) if asked."""
-    import eqlr_jax
+    from outputs import atoms_outputs
 
-    s = eqlr_jax.Structure(numbers=atoms.numbers, positions=atoms.positions, cell=np.zeros((3, 3)),
-                           pbc=np.zeros(3, bool), total_charge=float(charge))
-    g, _ = pot.graph(s)
-    out = pot(g, compute_stress=False)
-    e = float(out["energy"][0])
-    if not with_charges:
-        return e
-    return e, (np.asarray(out["charges"][: len(atoms)], np.float64) if "charges" in out else None)
+    out = atoms_outputs(pot, atoms, charge, periodic=False)
+    return (out["energy"], out["charges"]) if with_charges else out["energy"]
 
 
 def dimers():

@@ -104,14 +104,11 @@ def relaxed_geometries(compute: bool = False):
 
 def _energy_charge(pot, atoms) -> tuple[float, float | None]:
     """A model's energy (eV) and the summed charge on Au2 (e; None for SR)."""
-    import eqlr_jax
+    from outputs import atoms_outputs
 
-    s = eqlr_jax.Structure(numbers=atoms.numbers, positions=atoms.positions, cell=np.asarray(atoms.cell),
-                           pbc=np.ones(3, bool), total_charge=0.0)
-    g, _ = pot.graph(s)
-    out = pot(g, compute_stress=False)
-    q = out.get("charges")
-    return float(out["energy"][0]), (None if q is None else float(np.sum(np.asarray(q)[: len(atoms)][atoms.numbers == 79])))
+    out = atoms_outputs(pot, atoms, 0.0, periodic=True)
+    q = out["charges"]
+    return out["energy"], (None if q is None else float(np.sum(q[atoms.numbers == 79])))
 
 
 def _au_al(atoms) -> float | None:
