@@ -33,9 +33,11 @@ Design choices (see also the README, "Molecular dynamics"):
   real-space pairs, (c) lists that survive atoms being wrapped back into the box: each list
   keeps the fractional reference positions it was built from, and the energy corrects an edge's
   integer shift by the atoms' wrap counts round(u − u_ref), so a wrapped atom does not force a
-  rebuild, and (d) one overflow flag for both lists, the stencil and the k-vector set. A rebuild
-  enumerates N² pairs by minimum image where that is exact (cutoff + skin below half of every
-  cell height), else S·N² under the S translations of the stencil (``eqlr_jax.jit_lists``).
+  rebuild, and (d) one overflow flag for both lists, the stencil, the bins and the k-vector set.
+  A rebuild enumerates N² pairs by minimum image where that is exact (cutoff + skin below half
+  of every cell height), else S·N² under the S translations of the stencil; in 3-D periodic
+  cells at least three times cutoff + skin across, only the pairs of adjacent bins of a grid
+  (a cell list, O(N); ``cell_list=``) (``eqlr_jax.jit_lists``).
   At each evaluation the entries within the cutoffs are compacted into smaller fixed
   capacities, so the model does no work on the skin (``edges_ok`` reports whether they fit;
   ``update`` folds it into ``did_buffer_overflow``). With the skin ``dr_threshold`` (default 0.5 Å),
@@ -73,7 +75,18 @@ from .electrostatics.ewald_setup import miller_indices
 from .electrostatics.flat import FlatData
 from .electrostatics.flat_setup import ewald_parameters
 from .graph import Graph, species_indices
-from .jit_lists import Edges, build_edges, candidates, compact, image_reach, list_mode, merge_modes, mode_overflows
+from .jit_lists import (
+    Bins,
+    Edges,
+    bins_mode,
+    build_edges,
+    candidates,
+    compact,
+    image_reach,
+    list_mode,
+    merge_modes,
+    mode_overflows,
+)
 from .models import long_range_spec
 
 __all__ = ["potential_neighbor_list", "md_functions", "MDFunctions", "NeighborList", "NeighborFns",
@@ -82,7 +95,8 @@ __all__ = ["potential_neighbor_list", "md_functions", "MDFunctions", "NeighborLi
 _TRACES = {"terms": 0}
 
 #: keyword arguments of :func:`potential_neighbor_list` beyond the named ones, with defaults
-NEIGHBOR_DEFAULTS = {"dr_threshold": 0.5, "capacity_multiplier": 1.25, "pbc": None, "kvector_margin": 0.05}
+NEIGHBOR_DEFAULTS = {"dr_threshold": 0.5, "capacity_multiplier": 1.25, "pbc": None, "kvector_margin": 0.05,
+                     "cell_list": "auto"}
 
 
 def trace_count() -> int:
@@ -116,8 +130,9 @@ class NeighborList:
     kvector_cover: jax.Array | None  # () largest stretch σ_max(C_k⁻¹ C) the Miller set covers
     did_buffer_overflow: jax.Array
     update_fn: Callable = dataclasses.field(metadata=dict(static=True), default=None)
-    sr_extent: tuple | None = dataclasses.field(metadata=dict(static=True), default=None)  # None: minimum image
-    lr_extent: tuple | None = dataclasses.field(metadata=dict(static=True), default=None)
+    # how a rebuild enumerates candidates: None (minimum image), a stencil extent or Bins (jit_lists)
+    sr_extent: tuple | Bins | None = dataclasses.field(metadata=dict(static=True), default=None)
+    lr_extent: tuple | Bins | None = dataclasses.field(metadata=dict(static=True), default=None)
     sr_compact: int = dataclasses.field(metadata=dict(static=True), default=0)  # edges within r_max
     lr_compact: int = dataclasses.field(metadata=dict(static=True), default=0)  # pairs within the Ewald cutoff
 
@@ -131,6 +146,11 @@ class NeighborList:
         k-vectors, and the edges and pairs within the cutoffs (what the model evaluates)."""
         return (self.sr.capacity, 0 if self.lr is None else self.lr.capacity,
                 0 if self.miller is None else self.miller.shape[0], self.sr_compact, self.lr_compact)
+
+    @property
+    def bin_capacities(self) -> tuple[int, int]:
+        """Atoms per bin of the two lists' grids (0 for a list rebuilt without bins)."""
+        return tuple(m.capacity if isinstance(m, Bins) else 0 for m in (self.sr_extent, self.lr_extent))
 
     @property
     def idx(self):
@@ -190,7 +210,10 @@ def potential_neighbor_list(displacement_fn, box, potential, species, *, total_c
             fractional_coordinates=True)``, which jax-md's NPT needs), else Cartesian Å.
         **neighbor_kwargs: ``dr_threshold`` (skin, Å, default 0.5), ``capacity_multiplier``
             (default 1.25), ``pbc`` ((3,) bool, default all True with a box), ``kvector_margin``
-            (default 0.05, see the module docstring).
+            (default 0.05, see the module docstring), ``cell_list`` (``"auto"``, True or False:
+            rebuild a list through a grid of bins, ``eqlr_jax.jit_lists.Bins``, where the
+            3-D periodic cell is at least three cutoffs across; ``"auto"`` where that tests
+            fewer atom pairs than all N²).
 
     Raises:
         ValueError: species unknown to the model, a bad box or pbc, fractional coordinates
@@ -213,6 +236,13 @@ def _box_matrix(box, dtype=None):
     raise ValueError(f"box must be a scalar, (3,) or (3, 3) (lattice vectors as columns), got shape {b.shape}")
 
 
+def _at_least(mode, capacity: int):
+    """``mode`` with room for at least ``capacity`` atoms per bin, where it is a grid of bins."""
+    if isinstance(mode, Bins) and capacity > mode.capacity:
+        return Bins(mode.cells, int(capacity))
+    return mode
+
+
 def md_functions(displacement_fn, box, potential, species, *, total_charge: float = 0.0,
                  fractional_coordinates: bool = False, **neighbor_kwargs) -> MDFunctions:
     """:func:`potential_neighbor_list` plus the per-term energies and charges (``terms_fn``)."""
@@ -228,6 +258,9 @@ def md_functions(displacement_fn, box, potential, species, *, total_charge: floa
     margin = float(opts["kvector_margin"])
     if skin < 0 or multiplier < 1 or margin < 0:
         raise ValueError(f"need dr_threshold >= 0, capacity_multiplier >= 1, kvector_margin >= 0; got {opts}")
+    use_bins = opts["cell_list"]
+    if use_bins not in ("auto", True, False):
+        raise ValueError(f"cell_list must be 'auto', True or False, got {use_bins!r}")
     numbers = np.asarray(species)
     if numbers.ndim != 1 or not np.issubdtype(numbers.dtype, np.integer) or len(numbers) == 0:
         raise ValueError(f"species must be a non-empty (N,) array of atomic numbers, got {numbers.dtype} "
@@ -323,7 +356,8 @@ def md_functions(displacement_fn, box, potential, species, *, total_charge: floa
 
     _build_jit = jax.jit(build, static_argnums=(2, 3, 4))
 
-    def allocate(R, extra_capacity: int = 0, box=None, capacity=(), cover=(), **kwargs) -> NeighborList:
+    def allocate(R, extra_capacity: int = 0, box=None, capacity=(), cover=(), bin_capacity=(),
+                 **kwargs) -> NeighborList:
         """A new list built at ``R`` (and ``box``, default: the factory's box): host code.
 
         ``capacity``: lower bounds of the capacities (``NeighborList.capacities``, the previous
@@ -331,7 +365,9 @@ def md_functions(displacement_fn, box, potential, species, *, total_charge: floa
         unless a list has outgrown them; a k-vector set that outgrows its bound gets 25 % room
         (zero Miller rows, which are inert). ``cover``: more ``(R, box)`` geometries the list
         must also serve without overflow (the end of a chunk that is re-run from ``R``):
-        capacities, image stencils and the k-vector set are sized for all of them."""
+        capacities, image stencils and the k-vector set are sized for all of them.
+        ``bin_capacity``: lower bounds of the atoms per bin (``NeighborList.bin_capacities``)
+        for lists that keep the same grid of bins."""
         capacity = tuple(int(c) for c in capacity) + (0,) * (5 - len(capacity))
         geoms = []
         for r, bx in [(R, box)] + list(cover):
@@ -343,6 +379,12 @@ def md_functions(displacement_fn, box, potential, species, *, total_charge: floa
         sr_mode = merge_modes([list_mode(c, r_max + skin, pbc) for c in cells]) if periodic else None
         lr_mode = merge_modes([list_mode(c, r_cut + skin, lr_pbc) for c in cells]) if lr_periodic else None
         counts = np.max([[int(c) for c in count(g[2], g[1], sr_mode, lr_mode)] for g in geoms], axis=0)
+        us = [np.asarray(g[2], np.float64) for g in geoms]
+        sr_mode = bins_mode(sr_mode, cells, us, r_max + skin, pbc, use_bins) if periodic else None
+        if lr_periodic:
+            lr_mode = bins_mode(lr_mode, cells, us, r_cut + skin, lr_pbc, use_bins)
+        bin_capacity = tuple(bin_capacity) + (0, 0)
+        sr_mode, lr_mode = _at_least(sr_mode, bin_capacity[0]), _at_least(lr_mode, bin_capacity[1])
         extra = n * int(extra_capacity)
         caps = tuple(max(int(counts[i] * multiplier) + extra, capacity[i], 1) for i in (0, 1))
         # the entries within the cutoffs fluctuate less than the list: half the margin

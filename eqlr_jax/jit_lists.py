@@ -10,6 +10,12 @@ Two ways to enumerate candidates (chosen on the host, per list, by :func:`list_m
 * **stencil** (``extent`` a tuple): every pair under every lattice translation of a stencil of
   ±extent cells (the algorithm of ``jax_md.custom_partition.neighbor_list_multi_image``), for
   cells small compared with the cutoff. S·N² candidates, S = Π(2 extent + 1).
+* **bins** (``extent`` a :class:`Bins`): minimum image, with the candidates of atom i only the
+  atoms of its own and the 26 adjacent bins of a grid along the lattice vectors whose bins are
+  at least the cutoff thick (3-D periodic cells at least three cutoffs across; the usual cell
+  list, in fractional coordinates so that it holds for any triclinic cell). 27·M·N candidates
+  (M atoms per bin at most) instead of N²: what makes rebuilds affordable beyond a few
+  thousand atoms.
 
 A list with a skin holds every pair within cutoff + skin, more than the model needs at any one
 step (a third more at a 5 Å cutoff and a 0.5 Å skin). :func:`compact` picks, at each evaluation,
@@ -33,6 +39,20 @@ def heights(cell):
     return 1.0 / lib.linalg.norm(inv, axis=0)
 
 
+#: bins are chosen this much thicker than the cutoff, so that a cell may shrink a little (NPT)
+#: before the grid no longer serves it and the lists are reallocated
+BIN_MARGIN = 0.05
+
+
+@dataclasses.dataclass(frozen=True)
+class Bins:
+    """The bins mode of a list (static, hashable): ``cells`` (3,) bins along the lattice
+    vectors, each holding at most ``capacity`` atoms."""
+
+    cells: tuple
+    capacity: int
+
+
 def list_mode(cell, cutoff: float, pbc):
     """``None`` (minimum image) where it is exact for this cell, else the stencil extent (host)."""
     h = heights(np.asarray(cell, np.float64))
@@ -49,10 +69,39 @@ def merge_modes(modes):
     return tuple(np.max(stencils, axis=0).tolist())
 
 
+def bin_occupancy(u, cells) -> int:
+    """Most atoms in one bin of a grid of ``cells`` (3,) bins over fractional positions ``u`` (host)."""
+    nc = np.asarray(cells)
+    b = np.clip(np.floor((u - np.floor(u)) * nc).astype(np.int64), 0, nc - 1)
+    return int(np.bincount(np.ravel_multi_index(b.T, tuple(nc)), minlength=1).max())
+
+
+def bins_mode(mode, cells, us, cutoff: float, pbc, use: bool | str = "auto"):
+    """``mode`` (of :func:`merge_modes`) replaced by :class:`Bins` where a grid serves every cell
+    of ``cells`` (host): minimum image, 3-D periodic, at least 3 bins along every axis of
+    thickness ≥ cutoff × (1 + :data:`BIN_MARGIN`); room for 1.5× the most atoms that a bin holds
+    in any of the fractional positions ``us`` (plus 2). ``use``: True, False or ``"auto"`` (bins
+    when they test fewer candidates than the N² pairs)."""
+    if use is False or mode is not None or not np.all(pbc):
+        return mode
+    h = np.min([heights(np.asarray(c, np.float64)) for c in cells], axis=0)
+    nc = np.floor(h / (cutoff * (1.0 + BIN_MARGIN))).astype(int)
+    if np.any(nc < 3):
+        return mode
+    nc = tuple(int(v) for v in nc)
+    capacity = int(math.ceil(1.5 * max(bin_occupancy(np.asarray(u, np.float64), nc) for u in us))) + 2
+    if use == "auto" and 27 * capacity >= len(us[0]):
+        return mode
+    return Bins(nc, capacity)
+
+
 def mode_overflows(extent, cell, cutoff: float, pbc):
-    """() bool: the list mode no longer finds every neighbour in ``cell`` (jit-able)."""
+    """() bool: the list mode no longer finds every neighbour in ``cell`` (jit-able; a bin
+    that overflows is reported by the list's ``count``)."""
     h = heights(cell)
     p = jnp.asarray(pbc)
+    if isinstance(extent, Bins):
+        return jnp.any(cutoff * jnp.asarray(extent.cells, h.dtype) > h * (1.0 - 1e-6))
     if extent is None:
         return jnp.any(p & (cutoff >= 0.5 * h))
     return jnp.any(jnp.where(p, jnp.ceil(cutoff / h), 0.0) > jnp.asarray(extent, h.dtype))
@@ -60,7 +109,9 @@ def mode_overflows(extent, cell, cutoff: float, pbc):
 
 def image_reach(extent, pbc) -> np.ndarray:
     """(3,) largest translation (cells) an entry can carry along each axis."""
-    return np.where(np.asarray(pbc), 1, 0) if extent is None else np.asarray(extent)
+    if extent is None or isinstance(extent, Bins):
+        return np.where(np.asarray(pbc), 1, 0)
+    return np.asarray(extent)
 
 
 def stencil(extent) -> np.ndarray:
@@ -93,7 +144,7 @@ def candidates(x, u, cell, pbc, extent, cutoff: float, half: bool):
     ``x``: Cartesian positions; ``u``: fractional ones (periodic; for an open structure ``u`` is
     ``x`` and ``cell`` zero). ``half``: each unordered pair once (i < j; for i = j one of ±s)."""
     n = x.shape[0]
-    if extent is None:
+    if extent is None or isinstance(extent, Bins):  # (the bins' candidates are a subset of these)
         ii, jj = jnp.arange(n)[:, None], jnp.arange(n)[None, :]
         if np.any(pbc):
             du = u[None, :, :] - u[:, None, :]
@@ -119,6 +170,8 @@ def build_edges(x, u, cell, pbc, extent, cutoff: float, capacity: int, half: boo
     """Every (receiver i, sender j, translation) within ``cutoff`` (jit-able), padded to
     ``capacity``; enumerated receiver-major, so the list comes out sorted by receiver."""
     n = x.shape[0]
+    if isinstance(extent, Bins):
+        return _build_binned(u, cell, extent, cutoff, capacity, half)
     flat = candidates(x, u, cell, pbc, extent, cutoff, half)
     count = jnp.sum(flat, dtype=jnp.int32)
     (idx,) = jnp.nonzero(flat, size=capacity, fill_value=flat.shape[0] - 1)
@@ -134,6 +187,42 @@ def build_edges(x, u, cell, pbc, extent, cutoff: float, capacity: int, half: boo
     mask = jnp.arange(capacity) < count
     shifts = jnp.where(mask[:, None], shifts, 0)  # the padding (N−1, N−1, 0)
     return Edges(rec.astype(jnp.int32), snd.astype(jnp.int32), shifts, mask, count)
+
+
+def _build_binned(u, cell, bins: Bins, cutoff: float, capacity: int, half: bool) -> Edges:
+    """:func:`build_edges` for the bins mode: candidates of atom i are the atoms of its own and
+    the 26 adjacent bins (all distinct, as every axis has ≥ 3 bins), minimum image. A bin with
+    more than ``bins.capacity`` atoms makes ``count`` exceed ``capacity`` (overflow)."""
+    n, m = u.shape[0], bins.capacity
+    nc = jnp.asarray(bins.cells, jnp.int32)
+    b3 = jnp.clip(jnp.floor((u - jnp.floor(u)) * nc).astype(jnp.int32), 0, nc - 1)   # (N, 3)
+    flat_bin = lambda b: (b[..., 0] * nc[1] + b[..., 1]) * nc[2] + b[..., 2]  # noqa: E731
+    bid = flat_bin(b3)
+    order = jnp.argsort(bid)
+    sorted_bid = bid[order]
+    n_bins = math.prod(bins.cells)
+    start = jnp.searchsorted(sorted_bid, jnp.arange(n_bins, dtype=sorted_bid.dtype))
+    slot = jnp.arange(n, dtype=jnp.int32) - start[sorted_bid].astype(jnp.int32)
+    bin_overflow = jnp.max(slot) >= m
+    table = jnp.full((n_bins, m), n, jnp.int32).at[sorted_bid, slot].set(order.astype(jnp.int32), mode="drop")
+    offsets = jnp.asarray(np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), -1).reshape(-1, 3))
+    near = flat_bin((b3[:, None, :] + offsets[None, :, :]) % nc)                          # (N, 27)
+    cand = table[near].reshape(n, 27 * m)                                                 # (N, 27 M), N = none
+    j = jnp.minimum(cand, n - 1)
+    du = u[j] - u[:, None, :]
+    d = (du - jnp.round(du)) @ cell
+    i = jnp.arange(n)[:, None]
+    ok = (cand < n) & (jnp.sum(d * d, axis=-1) < cutoff * cutoff) & ((i < cand) if half else (i != cand))
+    flat = ok.reshape(-1)
+    count = jnp.sum(flat, dtype=jnp.int32)
+    count = jnp.where(bin_overflow, jnp.maximum(count, capacity + 1), count)
+    (idx,) = jnp.nonzero(flat, size=capacity, fill_value=flat.shape[0] - 1)
+    rec, snd = (idx // (27 * m)).astype(jnp.int32), j.reshape(-1)[idx]
+    mask = jnp.arange(capacity) < jnp.sum(flat, dtype=jnp.int32)
+    shifts = -jnp.round(u[snd] - u[rec]).astype(jnp.int32)
+    rec = jnp.where(mask, rec, n - 1)
+    snd = jnp.where(mask, snd, n - 1)
+    return Edges(rec, snd, jnp.where(mask[:, None], shifts, 0), mask, count)
 
 
 def compact(edges: Edges, shifts, vec, cutoff: float, capacity: int, n: int):

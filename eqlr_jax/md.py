@@ -257,5 +257,6 @@ class Dynamics:
         self.reallocations += 1
         f = 1.25 if grow else 1.0
         caps = tuple(int(c * f) for c in nbrs.capacities)
+        bins = tuple(int(c * f) for c in nbrs.bin_capacities)
         return self.fns.neighbor_fn.allocate(start.md.position, box=self.box(start.md), capacity=caps,
-                                             cover=[(end.md.position, self.box(end.md))])
+                                             cover=[(end.md.position, self.box(end.md))], bin_capacity=bins)

@@ -19,6 +19,7 @@ jax_md = pytest.importorskip("jax_md")
 from jax_md import quantity, simulate, space  # noqa: E402
 
 from eqlr_jax.jax_md import potential_neighbor_list, trace_count  # noqa: E402
+from eqlr_jax.jit_lists import Bins, mode_overflows  # noqa: E402
 
 LR_CFG = LRConfig(species=("Na", "Cl", "K"), r_max=4.0, num_features=4, num_layers_charge=1, num_layers=1,
                   radial_mlp_width=8, chi_hidden=8, charge_basis=4, avg_num_neighbors=10.0,
@@ -198,3 +199,64 @@ def test_bad_input(pots):
     neighbor_fn, energy_fn = potential_neighbor_list(disp, box, pot, atoms.numbers, fractional_coordinates=True)
     with pytest.raises(ValueError, match=r"shape \(6, 3\)"):
         neighbor_fn.allocate(jnp.zeros((5, 3)))
+
+
+def nacl_216():
+    """216-atom rattled rock salt in a sheared cell at least three SR cutoffs + skin across."""
+    atoms = ase.build.bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat(3)
+    atoms.set_cell(atoms.cell.array @ np.array([[1.0, 0.0, 0.0], [0.08, 1.0, 0.0], [-0.05, 0.06, 1.0]]),
+                   scale_atoms=True)
+    atoms.rattle(0.15, seed=5)
+    atoms.info["total_charge"] = 0.0
+    return atoms
+
+
+def _entries(edges):
+    m = np.asarray(edges.mask)
+    return sorted(zip(np.asarray(edges.receivers)[m].tolist(), np.asarray(edges.senders)[m].tolist(),
+                      map(tuple, np.asarray(edges.shifts)[m].tolist())))
+
+
+def test_cell_list_finds_the_same_edges_as_all_pairs(pots):
+    """The bins (cell list) rebuild finds exactly the all-pairs list, sorted by receiver, in a
+    triclinic cell with atoms outside the box, and gives the ASE calculator's energy and forces."""
+    pot = pots["sr"]
+    atoms = nacl_216()
+    lists = {}
+    for use in (False, True):
+        neighbor_fn, energy_fn, _, _, R = jax_md_setup(pot, atoms, True, cell_list=use)
+        R = R + jnp.asarray([0.3, -0.2, 1.1])  # unwrapped fractional coordinates
+        nbrs = neighbor_fn.allocate(R)
+        rebuilt = jax.jit(lambda r, n: n.update(r, rebuild=True))(R + 0.002, nbrs)
+        assert isinstance(nbrs.sr_extent, Bins) == use and not bool(rebuilt.did_buffer_overflow)
+        assert np.all(np.diff(np.asarray(rebuilt.sr.receivers)) >= 0)
+        lists[use] = _entries(rebuilt.sr)
+        e, g = jax.jit(jax.value_and_grad(energy_fn))(R, rebuilt)
+    assert lists[True] == lists[False] and len(lists[True]) > 15 * len(atoms)
+    e_ref, f_ref, _ = ase_reference(pot, atoms)
+    assert abs(float(e) - e_ref) < 1e-10
+    np.testing.assert_allclose(np.asarray(-g), f_ref, rtol=0, atol=1e-10)
+
+
+def test_cell_list_overflows(pots):
+    """A crowded bin and a cell squeezed below the bins' thickness both flag the list; a new
+    allocation serves them; ``cell_list='auto'`` keeps all pairs for a small system."""
+    pot = pots["sr"]
+    neighbor_fn, _, _, box, R = jax_md_setup(pot, nacl_216(), True, cell_list=True)
+    nbrs = neighbor_fn.allocate(R)
+    bins = nbrs.sr_extent
+    rebuild = jax.jit(lambda r, n, b: n.update(r, box=b, rebuild=True))
+    assert not bool(rebuild(R, nbrs, box).did_buffer_overflow)
+    crowd = R.at[: bins.capacity + 1].set(0.01 + 0.2 * R[: bins.capacity + 1] / bins.cells[0])
+    assert bool(rebuild(crowd, nbrs, box).did_buffer_overflow)
+    grown = neighbor_fn.allocate(crowd, capacity=nbrs.capacities)
+    assert grown.sr_extent.capacity > bins.capacity and not bool(grown.did_buffer_overflow)
+    cell = np.asarray(box).T  # rows; squeezed until the bins are just thinner than cutoff + skin
+    h = 1.0 / np.linalg.norm(np.linalg.inv(cell), axis=0)
+    for f, flagged in ((1.01, False), (0.99, True)):
+        scale = f * (SR_CFG.r_max + 0.5) * np.asarray(bins.cells) / h
+        assert bool(mode_overflows(bins, jnp.asarray(cell * scale[:, None]), SR_CFG.r_max + 0.5, (True,) * 3)) == flagged
+    auto_fn, _, _, _, R_small = jax_md_setup(pot, nacl_cell(0.0), True)
+    assert auto_fn.allocate(R_small).sr_extent is None
+    with pytest.raises(ValueError, match="cell_list"):
+        jax_md_setup(pot, nacl_cell(0.0), True, cell_list="yes")

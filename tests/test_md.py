@@ -204,3 +204,23 @@ def test_overflow_recovery_periodic_npt():
 
     rec, _ = compare_capacities(make, 300)
     assert rec["volume"][-1] < 0.97 * rec["volume"][0]
+
+
+def test_cell_list_rebuilds_give_the_same_trajectory():
+    """Hot NVT in a 216-atom cell: lists rebuilt in the loop through bins (cell list) give the
+    trajectory of all-pairs rebuilds."""
+    from eqlr_jax.jit_lists import Bins
+
+    atoms = ase.build.bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat(3)
+    atoms.rattle(0.05, seed=2)
+    pot = Potential.init(dataclasses.replace(CFG, long_range=False, num_layers_charge=0), seed=0, dtype=np.float64)
+    out = []
+    for use in (True, False):
+        dyn = Dynamics(pot, atoms, "nvt", dt_fs=1.0, temperature_K=1500, chunk=30, extra_energy=repulsion,
+                       cell_list=use)
+        state, nbrs, rec = run(dyn, 60)
+        assert isinstance(nbrs.sr_extent, Bins) == use and dyn.reallocations == 0
+        out.append((np.asarray(state.md.position), np.asarray(nbrs.reference_position), rec["epot"]))
+    assert not np.allclose(out[0][1], dyn.R0)  # rebuilt in the loop
+    np.testing.assert_allclose(out[0][0], out[1][0], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(out[0][2], out[1][2], rtol=0, atol=1e-9)
