@@ -13,6 +13,16 @@ per jitted ``fori_loop``, QEq warm-started, lists checked after each chunk), tim
 chunk over ``--rounds`` chunks after a compiling one; then (``--ase-steps`` > 0) ASE's
 ``VelocityVerlet`` with ``potential.calculator()``, the median of ``--ase-steps`` steps after two
 warm-up steps. ``ratio = jax_md_ms / ase_ms`` (issue goal: at most 0.5 at 1000 atoms on CPU).
+
+Where each step's time goes (``--rounds`` calls each, medians, same process):
+
+* ``force_ms``: the jax-md energy and forces alone (one jitted ``value_and_grad`` of the
+  energy function at fixed lists): no driver can step faster than this with this model, so
+  ``floor_ratio = force_ms / ase_ms`` is the lowest ``ratio`` any jax-md driver could reach;
+* ``ase_model_ms``: the model call inside the ASE step (``potential(graph)`` on the graph that
+  the calculator built), and ``ase_host_ms = ase_ms - ase_model_ms``: ASE's per-step host work
+  (neighbour lists, graph, transfers, the Verlet update), the most that a jitted driver saves.
+
 One JSON line per (system, model) on stdout, ``kind = "md"``:
 
     python benchmarks/bench_md.py --natoms 1000 --models sr lr            # CPU, with ASE
@@ -63,10 +73,26 @@ def hot(atoms):
     return atoms
 
 
+def median_ms(fn, args, rounds):
+    """Median wall time of ``fn(*args)`` over ``rounds`` calls after a compiling one, ms."""
+    import jax
+
+    jax.block_until_ready(fn(*args))
+    walls = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        walls.append(1e3 * (time.perf_counter() - t0))
+    return statistics.median(walls)
+
+
 def time_jax_md(pot, atoms, args, dtype):
+    import jax
+
     from eqlr_jax.md import Dynamics
 
-    dyn = Dynamics(pot, hot(atoms), "nve", dt_fs=args.dt, chunk=args.chunk, dtype=dtype)
+    cell_list = {"auto": "auto", "on": True, "off": False}[args.cell_list]
+    dyn = Dynamics(pot, hot(atoms), "nve", dt_fs=args.dt, chunk=args.chunk, dtype=dtype, cell_list=cell_list)
     t0 = time.perf_counter()
     state, nbrs = dyn.init()
     walls, iters = [], []
@@ -76,14 +102,21 @@ def time_jax_md(pot, atoms, args, dtype):
         state, nbrs = dyn.run(state, nbrs, args.chunk,
                               lambda s, n, c: (walls.append(c.wall), iters.append(float(c.records["qeq_iterations"].mean()))))
     ms = 1e3 * statistics.median(walls) / args.chunk
-    return {"jax_md_ms": ms, "jax_md_first_chunk_s": first, "reallocations": dyn.reallocations,
+    guess = state.charges if pot.long_range else None
+    energy = lambda r, nb: dyn.fns.terms_fn(r, nb, charges_guess=guess)["energy"]  # noqa: E731
+    force_ms = median_ms(jax.jit(jax.value_and_grad(energy)), (state.md.position, nbrs), args.rounds)
+    return {"jax_md_ms": ms, "force_ms": force_ms, "jax_md_first_chunk_s": first, "reallocations": dyn.reallocations,
             "qeq_iterations": statistics.mean(iters) if pot.long_range else 0.0,
-            "capacities": list(nbrs.capacities)}
+            "capacities": list(nbrs.capacities), "bin_capacities": list(nbrs.bin_capacities)}
 
 
 def time_ase(pot, atoms, args):
     from ase import units
     from ase.md.verlet import VelocityVerlet
+
+    from eqlr_jax.graph import build_graph, long_range_parts
+    from eqlr_jax.models import long_range_spec
+    from eqlr_jax.structure import Structure
 
     atoms = hot(atoms)
     atoms.calc = pot.calculator()
@@ -94,7 +127,19 @@ def time_ase(pot, atoms, args):
         t0 = time.perf_counter()
         md.run(1)
         walls.append(1e3 * (time.perf_counter() - t0))
-    return {"ase_ms": statistics.median(walls)}
+    ase_ms = statistics.median(walls)
+    # the model call of the step alone, on the graph the calculator builds at these positions
+    calc = atoms.calc
+    structure = Structure.from_ase(atoms)
+    spec = long_range_spec(pot.config, pot.runtime)
+    parts = None if spec is None else long_range_parts([structure], pot.species, spec)
+    graph, _ = build_graph(structure, pot.cutoff, pot.species, capacity=calc.capacity, dtype=calc.dtype,
+                           long_range=spec, parts=parts)
+    guess = calc._guess if spec is not None else None
+    periodic = bool(structure.pbc.all())
+    model_ms = median_ms(lambda g: pot(g, compute_stress=periodic, charges_guess=guess)["forces"], (graph,),
+                         max(args.rounds, 10))
+    return {"ase_ms": ase_ms, "ase_model_ms": model_ms, "ase_host_ms": ase_ms - model_ms}
 
 
 def main(argv=None):
@@ -109,6 +154,8 @@ def main(argv=None):
     p.add_argument("--ase-steps", type=int, default=10, help="timed ASE steps (0: skip ASE)")
     p.add_argument("--dt", type=float, default=1.0, help="time step, fs")
     p.add_argument("--threads", type=int, default=0, help="pin to this many cores (0: all)")
+    p.add_argument("--cell-list", choices=("auto", "on", "off"), default="auto",
+                   help="list rebuilds through bins (cell list): the Dynamics default 'auto', always, never")
     args = p.parse_args(argv)
     pin_cores(args.threads)
 
@@ -137,13 +184,15 @@ def main(argv=None):
                 pot = dataclasses.replace(pot, runtime=dataclasses.replace(pot.runtime, network_dtype="float32"))
             row = {"kind": "md", "system": name, "natoms": len(atoms), "model": kind, "dtype": args.dtype,
                    "device": jax.devices()[0].device_kind, "platform": jax.devices()[0].platform,
-                   "threads": len(os.sched_getaffinity(0)), "dt_fs": args.dt, "chunk": args.chunk}
+                   "threads": len(os.sched_getaffinity(0)), "dt_fs": args.dt, "chunk": args.chunk,
+                   "cell_list": args.cell_list}
             row.update(time_jax_md(pot, atoms, args, dtype))
             row["steps_per_s"] = 1e3 / row["jax_md_ms"]
             row["atom_steps_per_s"] = row["steps_per_s"] * len(atoms)
             if args.ase_steps > 0:
                 row.update(time_ase(pot, atoms, args))
                 row["ratio"] = row["jax_md_ms"] / row["ase_ms"]
+                row["floor_ratio"] = row["force_ms"] / row["ase_ms"]
             print(json.dumps(row), flush=True)
 
 

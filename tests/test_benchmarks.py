@@ -60,3 +60,21 @@ def test_bench_train_runs_and_compiles_once_per_capacity():
                   "--epochs", "1")
     assert row["structures_per_s"] > 0 and row["compiles_later_epochs"] == 0
     assert row["compiles_first_epoch"] <= row["capacities"]
+
+
+@pytest.mark.slow
+def test_bench_md_and_its_gpu_script_run(tmp_path):
+    """bench_md.py's rows (the step, the force evaluation alone, ASE's model call and host
+    work) and benchmarks/gpu_md.sh, the one-call GPU run, on tiny sizes on the CPU."""
+    rows = _run("bench_md.py", "--natoms", "64", "--models", "lr", "--chunk", "2", "--rounds", "1",
+                "--ase-steps", "2")
+    (row,) = rows
+    assert row["jax_md_ms"] > 0 and 0 < row["force_ms"] and 0 < row["ase_model_ms"] < row["ase_ms"]
+    assert row["floor_ratio"] == pytest.approx(row["force_ms"] / row["ase_ms"])
+    env = dict(os.environ, GPU_MD_SMALL="1", GPU_MD_BUDGET_S="120", PYTHON=sys.executable, JAX_PLATFORMS="cpu")
+    proc = subprocess.run(["bash", os.path.join(ROOT, "benchmarks", "gpu_md.sh"), "run", str(tmp_path)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = (tmp_path / "md_gpu.jsonl").read_text().splitlines()
+    assert lines and json.loads(lines[0])["kind"] == "md"
+    assert "budget spent" in (tmp_path / "md_gpu.log").read_text()
