@@ -19,6 +19,8 @@ Where each step's time goes (``--rounds`` calls each, medians, same process):
 * ``force_ms``: the jax-md energy and forces alone (one jitted ``value_and_grad`` of the
   energy function at fixed lists): no driver can step faster than this with this model, so
   ``floor_ratio = force_ms / ase_ms`` is the lowest ``ratio`` any jax-md driver could reach;
+* ``update_ms`` and ``rebuild_ms``: the lists' update at the end of a step, without and with
+  a rebuild (``--cell-list`` picks how a rebuild enumerates pairs);
 * ``ase_model_ms``: the model call inside the ASE step (``potential(graph)`` on the graph that
   the calculator built), and ``ase_host_ms = ase_ms - ase_model_ms``: ASE's per-step host work
   (neighbour lists, graph, transfers, the Verlet update), the most that a jitted driver saves.
@@ -105,7 +107,12 @@ def time_jax_md(pot, atoms, args, dtype):
     guess = state.charges if pot.long_range else None
     energy = lambda r, nb: dyn.fns.terms_fn(r, nb, charges_guess=guess)["energy"]  # noqa: E731
     force_ms = median_ms(jax.jit(jax.value_and_grad(energy)), (state.md.position, nbrs), args.rounds)
-    return {"jax_md_ms": ms, "force_ms": force_ms, "jax_md_first_chunk_s": first, "reallocations": dyn.reallocations,
+    update = jax.jit(lambda r, nb: nb.update(r))
+    rebuild = jax.jit(lambda r, nb: nb.update(r, rebuild=True))
+    lists = {"update_ms": median_ms(update, (state.md.position, nbrs), args.rounds),
+             "rebuild_ms": median_ms(rebuild, (state.md.position, nbrs), args.rounds)}
+    return {"jax_md_ms": ms, "force_ms": force_ms, **lists, "jax_md_first_chunk_s": first,
+            "reallocations": dyn.reallocations,
             "qeq_iterations": statistics.mean(iters) if pot.long_range else 0.0,
             "capacities": list(nbrs.capacities), "bin_capacities": list(nbrs.bin_capacities)}
 

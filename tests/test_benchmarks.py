@@ -69,7 +69,8 @@ def test_bench_md_and_its_gpu_script_run(tmp_path):
     rows = _run("bench_md.py", "--natoms", "64", "--models", "lr", "--chunk", "2", "--rounds", "1",
                 "--ase-steps", "2")
     (row,) = rows
-    assert row["jax_md_ms"] > 0 and 0 < row["force_ms"] and 0 < row["ase_model_ms"] < row["ase_ms"]
+    assert row["jax_md_ms"] > 0 and row["force_ms"] > 0 and row["ase_model_ms"] > 0  # timings: noisy, no order
+    assert 0 < row["update_ms"] and 0 < row["rebuild_ms"]
     assert row["floor_ratio"] == pytest.approx(row["force_ms"] / row["ase_ms"])
     env = dict(os.environ, GPU_MD_SMALL="1", GPU_MD_BUDGET_S="120", PYTHON=sys.executable, JAX_PLATFORMS="cpu")
     proc = subprocess.run(["bash", os.path.join(ROOT, "benchmarks", "gpu_md.sh"), "run", str(tmp_path)], cwd=ROOT,
