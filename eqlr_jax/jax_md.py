@@ -366,8 +366,8 @@ def md_functions(displacement_fn, box, potential, species, *, total_charge: floa
         (zero Miller rows, which are inert). ``cover``: more ``(R, box)`` geometries the list
         must also serve without overflow (the end of a chunk that is re-run from ``R``):
         capacities, image stencils and the k-vector set are sized for all of them.
-        ``bin_capacity``: lower bounds of the atoms per bin (``NeighborList.bin_capacities``)
-        for lists that keep the same grid of bins."""
+        ``bin_capacity``: lower bounds of the room per bin of lists rebuilt through bins
+        (``NeighborList.bin_capacities``)."""
         capacity = tuple(int(c) for c in capacity) + (0,) * (5 - len(capacity))
         geoms = []
         for r, bx in [(R, box)] + list(cover):
@@ -378,13 +378,13 @@ def md_functions(displacement_fn, box, potential, species, *, total_charge: floa
         cells = [np.asarray(g[1], np.float64) for g in geoms]
         sr_mode = merge_modes([list_mode(c, r_max + skin, pbc) for c in cells]) if periodic else None
         lr_mode = merge_modes([list_mode(c, r_cut + skin, lr_pbc) for c in cells]) if lr_periodic else None
-        counts = np.max([[int(c) for c in count(g[2], g[1], sr_mode, lr_mode)] for g in geoms], axis=0)
         us = [np.asarray(g[2], np.float64) for g in geoms]
         sr_mode = bins_mode(sr_mode, cells, us, r_max + skin, pbc, use_bins) if periodic else None
         if lr_periodic:
             lr_mode = bins_mode(lr_mode, cells, us, r_cut + skin, lr_pbc, use_bins)
         bin_capacity = tuple(bin_capacity) + (0, 0)
         sr_mode, lr_mode = _at_least(sr_mode, bin_capacity[0]), _at_least(lr_mode, bin_capacity[1])
+        counts = np.max([[int(c) for c in count(g[2], g[1], sr_mode, lr_mode)] for g in geoms], axis=0)
         extra = n * int(extra_capacity)
         caps = tuple(max(int(counts[i] * multiplier) + extra, capacity[i], 1) for i in (0, 1))
         # the entries within the cutoffs fluctuate less than the list: half the margin

@@ -79,7 +79,8 @@ def bin_occupancy(u, cells) -> int:
 def bins_mode(mode, cells, us, cutoff: float, pbc, use: bool | str = "auto"):
     """``mode`` (of :func:`merge_modes`) replaced by :class:`Bins` where a grid serves every cell
     of ``cells`` (host): minimum image, 3-D periodic, at least 3 bins along every axis of
-    thickness ≥ cutoff × (1 + :data:`BIN_MARGIN`); room for 1.5× the most atoms that a bin holds
+    thickness ≥ cutoff × (1 + :data:`BIN_MARGIN`), fewer bins than twice the atoms (thicker bins
+    in dilute systems); room for 1.5× the most atoms that a bin holds
     in any of the fractional positions ``us`` (plus 2). ``use``: True, False or ``"auto"`` (bins
     when they test fewer candidates than the N² pairs)."""
     if use is False or mode is not None or not np.all(pbc):
@@ -88,6 +89,8 @@ def bins_mode(mode, cells, us, cutoff: float, pbc, use: bool | str = "auto"):
     nc = np.floor(h / (cutoff * (1.0 + BIN_MARGIN))).astype(int)
     if np.any(nc < 3):
         return mode
+    while np.prod(nc) > max(2 * len(us[0]), 27) and nc.max() > 3:  # dilute: no more bins than atoms
+        nc[np.argmax(nc)] -= 1
     nc = tuple(int(v) for v in nc)
     capacity = int(math.ceil(1.5 * max(bin_occupancy(np.asarray(u, np.float64), nc) for u in us))) + 2
     if use == "auto" and 27 * capacity >= len(us[0]):
@@ -139,12 +142,15 @@ class Edges:
 
 
 def candidates(x, u, cell, pbc, extent, cutoff: float, half: bool):
-    """Flat bool over the candidates, receiver-major: (i, j) (minimum image) or (i, s, j).
+    """Flat bool over the candidates, receiver-major: (i, j) (minimum image), (i, s, j) (stencil)
+    or (i, bin neighbour) (bins).
 
     ``x``: Cartesian positions; ``u``: fractional ones (periodic; for an open structure ``u`` is
     ``x`` and ``cell`` zero). ``half``: each unordered pair once (i < j; for i = j one of ±s)."""
     n = x.shape[0]
-    if extent is None or isinstance(extent, Bins):  # (the bins' candidates are a subset of these)
+    if isinstance(extent, Bins):  # (N, 27 M), a subset of the minimum-image pairs
+        return _binned(u, cell, extent, cutoff, half)[0].reshape(-1)
+    if extent is None:
         ii, jj = jnp.arange(n)[:, None], jnp.arange(n)[None, :]
         if np.any(pbc):
             du = u[None, :, :] - u[:, None, :]
@@ -189,10 +195,10 @@ def build_edges(x, u, cell, pbc, extent, cutoff: float, capacity: int, half: boo
     return Edges(rec.astype(jnp.int32), snd.astype(jnp.int32), shifts, mask, count)
 
 
-def _build_binned(u, cell, bins: Bins, cutoff: float, capacity: int, half: bool) -> Edges:
-    """:func:`build_edges` for the bins mode: candidates of atom i are the atoms of its own and
-    the 26 adjacent bins (all distinct, as every axis has ≥ 3 bins), minimum image. A bin with
-    more than ``bins.capacity`` atoms makes ``count`` exceed ``capacity`` (overflow)."""
+def _binned(u, cell, bins: Bins, cutoff: float, half: bool):
+    """The bins mode's candidates: atom i against the atoms of its own and the 26 adjacent bins
+    (all distinct, as every axis has ≥ 3 bins), minimum image. Returns (N, 27 M) bool (within
+    ``cutoff``), the (N, 27 M) candidate atoms and () bool: a bin held more than M atoms."""
     n, m = u.shape[0], bins.capacity
     nc = jnp.asarray(bins.cells, jnp.int32)
     b3 = jnp.clip(jnp.floor((u - jnp.floor(u)) * nc).astype(jnp.int32), 0, nc - 1)   # (N, 3)
@@ -203,7 +209,6 @@ def _build_binned(u, cell, bins: Bins, cutoff: float, capacity: int, half: bool)
     n_bins = math.prod(bins.cells)
     start = jnp.searchsorted(sorted_bid, jnp.arange(n_bins, dtype=sorted_bid.dtype))
     slot = jnp.arange(n, dtype=jnp.int32) - start[sorted_bid].astype(jnp.int32)
-    bin_overflow = jnp.max(slot) >= m
     table = jnp.full((n_bins, m), n, jnp.int32).at[sorted_bid, slot].set(order.astype(jnp.int32), mode="drop")
     offsets = jnp.asarray(np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), -1).reshape(-1, 3))
     near = flat_bin((b3[:, None, :] + offsets[None, :, :]) % nc)                          # (N, 27)
@@ -213,16 +218,21 @@ def _build_binned(u, cell, bins: Bins, cutoff: float, capacity: int, half: bool)
     d = (du - jnp.round(du)) @ cell
     i = jnp.arange(n)[:, None]
     ok = (cand < n) & (jnp.sum(d * d, axis=-1) < cutoff * cutoff) & ((i < cand) if half else (i != cand))
+    return ok, j, jnp.max(slot) >= m
+
+
+def _build_binned(u, cell, bins: Bins, cutoff: float, capacity: int, half: bool) -> Edges:
+    """:func:`build_edges` for the bins mode; a crowded bin makes ``count`` exceed ``capacity``."""
+    n, m = u.shape[0], bins.capacity
+    ok, j, bin_overflow = _binned(u, cell, bins, cutoff, half)
     flat = ok.reshape(-1)
-    count = jnp.sum(flat, dtype=jnp.int32)
-    count = jnp.where(bin_overflow, jnp.maximum(count, capacity + 1), count)
+    found = jnp.sum(flat, dtype=jnp.int32)
     (idx,) = jnp.nonzero(flat, size=capacity, fill_value=flat.shape[0] - 1)
-    rec, snd = (idx // (27 * m)).astype(jnp.int32), j.reshape(-1)[idx]
-    mask = jnp.arange(capacity) < jnp.sum(flat, dtype=jnp.int32)
-    shifts = -jnp.round(u[snd] - u[rec]).astype(jnp.int32)
-    rec = jnp.where(mask, rec, n - 1)
-    snd = jnp.where(mask, snd, n - 1)
-    return Edges(rec, snd, jnp.where(mask[:, None], shifts, 0), mask, count)
+    mask = jnp.arange(capacity) < found
+    rec = jnp.where(mask, idx // (27 * m), n - 1).astype(jnp.int32)
+    snd = jnp.where(mask, j.reshape(-1)[idx], n - 1)
+    shifts = jnp.where(mask[:, None], -jnp.round(u[snd] - u[rec]).astype(jnp.int32), 0)
+    return Edges(rec, snd, shifts, mask, jnp.where(bin_overflow, jnp.maximum(found, capacity + 1), found))
 
 
 def compact(edges: Edges, shifts, vec, cutoff: float, capacity: int, n: int):

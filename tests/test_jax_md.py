@@ -240,7 +240,7 @@ def test_cell_list_finds_the_same_edges_as_all_pairs(pots):
 
 def test_cell_list_overflows(pots):
     """A crowded bin and a cell squeezed below the bins' thickness both flag the list; a new
-    allocation serves them; ``cell_list='auto'`` keeps all pairs for a small system."""
+    allocation serves them; ``cell_list='auto'`` keeps all pairs where bins would test more."""
     pot = pots["sr"]
     neighbor_fn, _, _, box, R = jax_md_setup(pot, nacl_216(), True, cell_list=True)
     nbrs = neighbor_fn.allocate(R)
@@ -256,7 +256,7 @@ def test_cell_list_overflows(pots):
     for f, flagged in ((1.01, False), (0.99, True)):
         scale = f * (SR_CFG.r_max + 0.5) * np.asarray(bins.cells) / h
         assert bool(mode_overflows(bins, jnp.asarray(cell * scale[:, None]), SR_CFG.r_max + 0.5, (True,) * 3)) == flagged
-    auto_fn, _, _, _, R_small = jax_md_setup(pot, nacl_cell(0.0), True)
-    assert auto_fn.allocate(R_small).sr_extent is None
+    auto_fn, _, _, _, R = jax_md_setup(pot, nacl_216(), True)  # 27 bins' room > 216 atoms: all pairs
+    assert auto_fn.allocate(R).sr_extent is None
     with pytest.raises(ValueError, match="cell_list"):
         jax_md_setup(pot, nacl_cell(0.0), True, cell_list="yes")
