@@ -76,8 +76,10 @@ from .electrostatics.flat import FlatData
 from .electrostatics.flat_setup import ewald_parameters
 from .graph import Graph, species_indices
 from .jit_lists import (
-    Bins,
     Edges,
+    NeighborFns,
+    NeighborList,
+    at_least,
     bins_mode,
     build_edges,
     candidates,
@@ -102,68 +104,6 @@ NEIGHBOR_DEFAULTS = {"dr_threshold": 0.5, "capacity_multiplier": 1.25, "pbc": No
 def trace_count() -> int:
     """Times an energy function of this module has been traced (compiled) in this process."""
     return _TRACES["terms"]
-
-
-# ---------------------------------------------------------------------------------------------
-# multi-image neighbour lists
-
-
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
-class NeighborList:
-    """The neighbour lists of one system (a pytree): the network's edges (``sr``), the Ewald
-    real-space pairs (``lr``, periodic long-range models, else None), the Miller indices of the
-    k-vectors (``miller``, idem) and the reference the lists were built from.
-
-    ``did_buffer_overflow`` is True when a list ran out of capacity, the cell has shrunk below
-    the image stencil, or stretched past the k-vector margin: reallocate with
-    ``neighbor_fn.allocate(R, box=...)`` and redo the steps since the last good list.
-    """
-
-    sr: Edges
-    lr: Edges | None
-    miller: jax.Array | None      # (K, 3) in the positions' dtype
-    reference_position: jax.Array  # (N, 3) fractional (periodic) or Cartesian (open), at the last build
-    reference_box: jax.Array | None  # (3, 3) jax-md box at the last build (None: open)
-    box: jax.Array | None          # (3, 3) jax-md box of the last update (None: open)
-    kvector_box: jax.Array | None  # (3, 3) jax-md box the Miller indices were chosen for
-    kvector_cover: jax.Array | None  # () largest stretch σ_max(C_k⁻¹ C) the Miller set covers
-    did_buffer_overflow: jax.Array
-    update_fn: Callable = dataclasses.field(metadata=dict(static=True), default=None)
-    # how a rebuild enumerates candidates: None (minimum image), a stencil extent or Bins (jit_lists)
-    sr_extent: tuple | Bins | None = dataclasses.field(metadata=dict(static=True), default=None)
-    lr_extent: tuple | Bins | None = dataclasses.field(metadata=dict(static=True), default=None)
-    sr_compact: int = dataclasses.field(metadata=dict(static=True), default=0)  # edges within r_max
-    lr_compact: int = dataclasses.field(metadata=dict(static=True), default=0)  # pairs within the Ewald cutoff
-
-    def update(self, position, **kwargs) -> "NeighborList":
-        """The lists for new positions (and ``box=``), rebuilt in place when needed (jit-able)."""
-        return self.update_fn(position, self, **kwargs)
-
-    @property
-    def capacities(self) -> tuple[int, int, int, int, int]:
-        """Capacities (0 where absent): network edges and Ewald pairs within cutoff + skin,
-        k-vectors, and the edges and pairs within the cutoffs (what the model evaluates)."""
-        return (self.sr.capacity, 0 if self.lr is None else self.lr.capacity,
-                0 if self.miller is None else self.miller.shape[0], self.sr_compact, self.lr_compact)
-
-    @property
-    def bin_capacities(self) -> tuple[int, int]:
-        """Atoms per bin of the two lists' grids (0 for a list rebuilt without bins)."""
-        return tuple(m.capacity if isinstance(m, Bins) else 0 for m in (self.sr_extent, self.lr_extent))
-
-    @property
-    def idx(self):
-        """(receivers, senders) of the network's edges, as jax-md's sparse lists."""
-        return self.sr.receivers, self.sr.senders
-
-
-class NeighborFns(NamedTuple):
-    """``allocate(R, extra_capacity=0, box=None)`` (host, not jit-able: sizes the lists) and
-    ``update(R, neighbors, box=None)`` (jit-able), as jax-md's ``NeighborListFns``."""
-
-    allocate: Callable
-    update: Callable
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,13 +174,6 @@ def _box_matrix(box, dtype=None):
     if b.shape == (3, 3):
         return b
     raise ValueError(f"box must be a scalar, (3,) or (3, 3) (lattice vectors as columns), got shape {b.shape}")
-
-
-def _at_least(mode, capacity: int):
-    """``mode`` with room for at least ``capacity`` atoms per bin, where it is a grid of bins."""
-    if isinstance(mode, Bins) and capacity > mode.capacity:
-        return Bins(mode.cells, int(capacity))
-    return mode
 
 
 def md_functions(displacement_fn, box, potential, species, *, total_charge: float = 0.0,
@@ -383,7 +316,7 @@ def md_functions(displacement_fn, box, potential, species, *, total_charge: floa
         if lr_periodic:
             lr_mode = bins_mode(lr_mode, cells, us, r_cut + skin, lr_pbc, use_bins)
         bin_capacity = tuple(bin_capacity) + (0, 0)
-        sr_mode, lr_mode = _at_least(sr_mode, bin_capacity[0]), _at_least(lr_mode, bin_capacity[1])
+        sr_mode, lr_mode = at_least(sr_mode, bin_capacity[0]), at_least(lr_mode, bin_capacity[1])
         counts = np.max([[int(c) for c in count(g[2], g[1], sr_mode, lr_mode)] for g in geoms], axis=0)
         extra = n * int(extra_capacity)
         caps = tuple(max(int(counts[i] * multiplier) + extra, capacity[i], 1) for i in (0, 1))

@@ -1,7 +1,9 @@
 """Jit-able neighbour lists for :mod:`eqlr_jax.jax_md`: padded edge lists sorted by receiver,
-built by brute force over atom pairs, and compacted to the pairs within the cutoff.
+built by brute force over atom pairs (or through a cell list), compacted to the pairs within the
+cutoff, and :class:`NeighborList`, the pytree of one system's lists that jax-md carries.
 
-Two ways to enumerate candidates (chosen on the host, per list, by :func:`list_mode`):
+Three ways to enumerate candidates (chosen on the host, per list, by :func:`list_mode` and
+:func:`bins_mode`):
 
 * **minimum image** (``extent is None``): when the cutoff (skin included) is below half of every
   periodic cell height, a pair has at most one image within it, the one of the rounded
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -246,3 +249,72 @@ def compact(edges: Edges, shifts, vec, cutoff: float, capacity: int, n: int):
     rec = jnp.where(mask, edges.receivers[idx], n - 1)
     snd = jnp.where(mask, edges.senders[idx], n - 1)
     return rec, snd, jnp.where(mask[:, None], shifts[idx], 0), mask, count
+
+
+def at_least(mode, capacity: int):
+    """``mode`` with room for at least ``capacity`` atoms per bin, where it is a grid of bins."""
+    if isinstance(mode, Bins) and capacity > mode.capacity:
+        return Bins(mode.cells, int(capacity))
+    return mode
+
+
+# ---------------------------------------------------------------------------------------------
+# the lists of one system, as jax-md's NeighborList
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class NeighborList:
+    """The neighbour lists of one system (a pytree): the network's edges (``sr``), the Ewald
+    real-space pairs (``lr``, periodic long-range models, else None), the Miller indices of the
+    k-vectors (``miller``, idem) and the reference the lists were built from.
+
+    ``did_buffer_overflow`` is True when a list (or a bin) ran out of capacity, the cell has
+    shrunk below the image stencil or the bins, or stretched past the k-vector margin: reallocate with
+    ``neighbor_fn.allocate(R, box=...)`` and redo the steps since the last good list.
+    """
+
+    sr: Edges
+    lr: Edges | None
+    miller: jax.Array | None      # (K, 3) in the positions' dtype
+    reference_position: jax.Array  # (N, 3) fractional (periodic) or Cartesian (open), at the last build
+    reference_box: jax.Array | None  # (3, 3) jax-md box at the last build (None: open)
+    box: jax.Array | None          # (3, 3) jax-md box of the last update (None: open)
+    kvector_box: jax.Array | None  # (3, 3) jax-md box the Miller indices were chosen for
+    kvector_cover: jax.Array | None  # () largest stretch σ_max(C_k⁻¹ C) the Miller set covers
+    did_buffer_overflow: jax.Array
+    update_fn: Callable = dataclasses.field(metadata=dict(static=True), default=None)
+    # how a rebuild enumerates candidates: None (minimum image), a stencil extent or Bins (jit_lists)
+    sr_extent: tuple | Bins | None = dataclasses.field(metadata=dict(static=True), default=None)
+    lr_extent: tuple | Bins | None = dataclasses.field(metadata=dict(static=True), default=None)
+    sr_compact: int = dataclasses.field(metadata=dict(static=True), default=0)  # edges within r_max
+    lr_compact: int = dataclasses.field(metadata=dict(static=True), default=0)  # pairs within the Ewald cutoff
+
+    def update(self, position, **kwargs) -> "NeighborList":
+        """The lists for new positions (and ``box=``), rebuilt in place when needed (jit-able)."""
+        return self.update_fn(position, self, **kwargs)
+
+    @property
+    def capacities(self) -> tuple[int, int, int, int, int]:
+        """Capacities (0 where absent): network edges and Ewald pairs within cutoff + skin,
+        k-vectors, and the edges and pairs within the cutoffs (what the model evaluates)."""
+        return (self.sr.capacity, 0 if self.lr is None else self.lr.capacity,
+                0 if self.miller is None else self.miller.shape[0], self.sr_compact, self.lr_compact)
+
+    @property
+    def bin_capacities(self) -> tuple[int, int]:
+        """Atoms per bin of the two lists' grids (0 for a list rebuilt without bins)."""
+        return tuple(m.capacity if isinstance(m, Bins) else 0 for m in (self.sr_extent, self.lr_extent))
+
+    @property
+    def idx(self):
+        """(receivers, senders) of the network's edges, as jax-md's sparse lists."""
+        return self.sr.receivers, self.sr.senders
+
+
+class NeighborFns(NamedTuple):
+    """``allocate(R, extra_capacity=0, box=None)`` (host, not jit-able: sizes the lists) and
+    ``update(R, neighbors, box=None)`` (jit-able), as jax-md's ``NeighborListFns``."""
+
+    allocate: Callable
+    update: Callable
